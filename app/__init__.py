@@ -1,0 +1,74 @@
+"""CryptoFunk: control plane and paper-trading engine of a multi-agent crypto trading system."""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+
+from flask import Flask
+from flask.json.provider import DefaultJSONProvider
+
+from app.settings import VERSION, Settings
+
+__version__ = VERSION
+
+
+class ApiJSONProvider(DefaultJSONProvider):
+    """Keeps the spec's key order; Decimal leaves as a JSON number, not a string."""
+
+    sort_keys = False
+
+    @staticmethod
+    def default(o):
+        if isinstance(o, Decimal):
+            return float(o)
+        return DefaultJSONProvider.default(o)
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the WSGI app. No I/O happens here: the database is only connected per request."""
+    from app.api import register_blueprints
+    from app.api.base import RestApi
+    from app.api.errors import register_error_handlers
+    from app.api.hooks import register_request_hooks
+    from app.db import init_database
+
+    settings = settings or Settings.from_env()
+    if not settings.database_url:
+        raise RuntimeError(
+            "DATABASE_URL is not set: start with `python -m app run` (embedded PostgreSQL) "
+            "or point DATABASE_URL at a PostgreSQL server with pgvector"
+        )
+    logging.basicConfig(level=settings.log_level.upper())
+
+    app = Flask(__name__, static_folder=None)
+    app.json = ApiJSONProvider(app)
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        TESTING=settings.testing,
+        API_TITLE="CryptoFunk Trading API",
+        API_VERSION=VERSION,
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="api/v1/openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="api/docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
+        API_SPEC_OPTIONS={
+            "info": {
+                "description": "REST + WebSocket API of the CryptoFunk multi-agent trading system."
+            },
+            "servers": [{"url": "/"}],
+        },
+    )
+    app.extensions["cryptofunk"] = {"settings": settings}
+    app.url_map.strict_slashes = False
+
+    init_database(settings.database_url, pool_size=settings.db_pool_size)
+    api = RestApi(app)
+    register_error_handlers(app)
+    register_request_hooks(app)
+    register_blueprints(app, api)
+    return app
+
+
+__all__ = ["create_app"]

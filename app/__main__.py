@@ -1,0 +1,136 @@
+"""Command line: ``python -m app run | web | worker | migrate``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+from app.settings import PROJECT_ROOT, Settings
+
+log = logging.getLogger("cryptofunk")
+GUNICORN_CONFIG = PROJECT_ROOT / "config" / "gunicorn.conf.py"
+
+
+def _prepare(settings: Settings):
+    """Resolve the database, apply migrations, return (settings with URL, embedded handle)."""
+    from app.database_url import resolve_database
+    from app.db import db, init_database
+    from app.migrations import migrate
+
+    url, embedded = resolve_database(settings)
+    init_database(url, pool_size=2)
+    applied = migrate()
+    if applied:
+        log.info("migrations applied: %s", ", ".join(applied))
+    db.close_all()
+    return replace(settings, database_url=url), embedded
+
+
+def cmd_migrate(settings: Settings) -> int:
+    _, embedded = _prepare(settings)
+    print("database is up to date")
+    if embedded:
+        embedded.stop()
+    return 0
+
+
+def _gunicorn_command() -> list[str]:
+    return [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONFIG), "wsgi:app"]
+
+
+def cmd_web(settings: Settings) -> int:
+    settings, embedded = _prepare(settings)
+    try:
+        return subprocess.call(_gunicorn_command(), cwd=PROJECT_ROOT)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if embedded:
+            embedded.stop()
+
+
+def cmd_worker(settings: Settings) -> int:
+    from app.engine import Engine
+
+    settings, embedded = _prepare(settings)
+    try:
+        Engine(settings).run_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if embedded:
+            embedded.stop()
+    return 0
+
+
+def cmd_run(settings: Settings) -> int:
+    """Everything on one machine: database, migrations, trading worker and web server."""
+    settings, embedded = _prepare(settings)
+    env = {**os.environ, "DATABASE_URL": settings.database_url}
+    children = {
+        "worker": subprocess.Popen(
+            [sys.executable, "-m", "app", "worker"], cwd=PROJECT_ROOT, env=env
+        ),
+        "web": subprocess.Popen(_gunicorn_command(), cwd=PROJECT_ROOT, env=env),
+    }
+    print(
+        f"CryptoFunk running on http://{settings.api_host}:{settings.api_port} "
+        f"(feed: {settings.market_feed}; Ctrl-C stops everything)",
+        flush=True,
+    )
+    stopping = False
+
+    def stop(signum, frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    exit_code = 0
+    try:
+        while not stopping:
+            for name, child in children.items():
+                if child.poll() is not None:
+                    log.error("%s exited with code %s; stopping", name, child.returncode)
+                    exit_code = child.returncode or 1
+                    stopping = True
+            time.sleep(0.2)
+    finally:
+        for child in children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for child in children.values():
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+        if embedded:
+            embedded.stop()
+    print("CryptoFunk stopped", flush=True)
+    return exit_code
+
+
+COMMANDS = {"run": cmd_run, "web": cmd_web, "worker": cmd_worker, "migrate": cmd_migrate}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
+    parser.add_argument("command", choices=sorted(COMMANDS), help="what to start")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return COMMANDS[args.command](settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

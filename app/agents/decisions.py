@@ -1,0 +1,205 @@
+"""Decision log: recording, filtering, pgvector similarity and aggregate statistics."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from peewee import SQL, fn
+
+from app.agents.registry import Heartbeat, record_heartbeat
+from app.db import db
+from app.errors import NotFound
+from app.models import Decision, TradingSession, utcnow
+from app.pagination import Page
+
+# Columns a list needs; prompt, response and the embedding are fetched only for the detail view.
+LIST_COLUMNS = (
+    Decision.id,
+    Decision.session,
+    Decision.agent_name,
+    Decision.symbol,
+    Decision.decision_type,
+    Decision.decision,
+    Decision.confidence,
+    Decision.reasoning,
+    Decision.context,
+    Decision.prompt_tokens,
+    Decision.completion_tokens,
+    Decision.model,
+    Decision.outcome,
+    Decision.actual_pnl,
+    Decision.latency_ms,
+    Decision.cost,
+    Decision.created_at,
+    Decision.resolved_at,
+)
+
+
+@dataclass(frozen=True)
+class DecisionFilter:
+    symbol: str | None = None
+    decision_type: str | None = None
+    outcome: str | None = None
+    model: str | None = None
+    agent_name: str | None = None
+    session_id: uuid.UUID | None = None
+    from_date: datetime | None = None
+    to_date: datetime | None = None
+
+    def apply(self, query):
+        """Narrow a select on Decision by every filter that is set."""
+        conditions = {
+            Decision.symbol: self.symbol,
+            Decision.decision_type: self.decision_type,
+            Decision.outcome: self.outcome,
+            Decision.model: self.model,
+            Decision.agent_name: self.agent_name,
+            Decision.session: self.session_id,
+        }
+        for column, value in conditions.items():
+            if value is not None:
+                query = query.where(column == value)
+        if self.from_date is not None:
+            query = query.where(Decision.created_at >= self.from_date)
+        if self.to_date is not None:
+            query = query.where(Decision.created_at <= self.to_date)
+        return query
+
+
+@dataclass
+class NewDecision:
+    agent_name: str
+    symbol: str
+    decision_type: str
+    decision: str
+    confidence: Decimal
+    model: str
+    reasoning: str = ""
+    context: dict = field(default_factory=dict)
+    prompt: str | None = None
+    response: str | None = None
+    prompt_embedding: list[float] | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_ms: int = 0
+    cost: Decimal = Decimal(0)
+    session_id: uuid.UUID | None = None
+    outcome: str = "PENDING"
+    actual_pnl: Decimal | None = None
+
+
+def record_decision(new: NewDecision) -> Decision:
+    """Store a decision; recording counts as a heartbeat from its agent."""
+    with db.atomic():
+        if (
+            new.session_id is not None
+            and not TradingSession.select().where(TradingSession.id == new.session_id).exists()
+        ):
+            raise NotFound("trading session not found", session_id=new.session_id)
+        record_heartbeat(Heartbeat(name=new.agent_name))
+        values = {key: value for key, value in vars(new).items() if key != "session_id"}
+        if new.outcome != "PENDING":
+            values["resolved_at"] = utcnow()
+        return Decision.create(session=new.session_id, **values)
+
+
+def list_decisions(filters: DecisionFilter, page: Page) -> list[Decision]:
+    """Decisions, newest first, without the heavy prompt/response/embedding columns."""
+    query = Decision.select(*LIST_COLUMNS).order_by(Decision.created_at.desc(), Decision.id)
+    return list(page.apply(filters.apply(query)))
+
+
+def get_decision(decision_id: uuid.UUID) -> Decision:
+    """The full decision or 404 ``decision not found``."""
+    decision = Decision.get_or_none(Decision.id == decision_id)
+    if decision is None:
+        raise NotFound("decision not found", decision_id=decision_id)
+    return decision
+
+
+def similar_decisions(decision_id: uuid.UUID, limit: int) -> list[Decision]:
+    """Nearest decisions by cosine distance of their market-context embeddings.
+
+    Each result carries ``similarity`` = 1 - cosine distance, highest first; the reference
+    itself is excluded. A reference without an embedding has no neighbours.
+    """
+    reference = (
+        Decision.select(Decision.id, Decision.prompt_embedding)
+        .where(Decision.id == decision_id)
+        .first()
+    )
+    if reference is None:
+        raise NotFound("decision not found", decision_id=decision_id)
+    if reference.prompt_embedding is None:
+        return []
+    distance = Decision.prompt_embedding.cosine_distance(reference.prompt_embedding)
+    with db.atomic():
+        # The HNSW scan returns at most ef_search rows; iterative scans keep filling the page
+        # when the WHERE clause discards candidates.
+        db.execute_sql(f"SET LOCAL hnsw.ef_search = {max(40, limit * 2)}")
+        db.execute_sql("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        query = (
+            Decision.select(
+                Decision.id,
+                Decision.symbol,
+                Decision.decision,
+                Decision.confidence,
+                Decision.outcome,
+                Decision.created_at,
+                (1 - distance).alias("similarity"),
+            )
+            .where(Decision.id != decision_id, Decision.prompt_embedding.is_null(False))
+            .order_by(distance, Decision.created_at.desc())
+            .limit(limit)
+        )
+        results = list(query)
+    # relaxed_order may return near-ties slightly out of order; the page is re-sorted exactly.
+    return sorted(results, key=lambda row: -row.similarity)
+
+
+def decision_stats(filters: DecisionFilter) -> dict:
+    """Aggregates over the filtered decisions, each computed by PostgreSQL."""
+    base = filters.apply(Decision.select())
+    resolved = Decision.outcome.in_(("SUCCESS", "FAILURE"))
+    totals = (
+        filters.apply(
+            Decision.select(
+                fn.COUNT(Decision.id).alias("total"),
+                fn.AVG(Decision.confidence).alias("avg_confidence"),
+                fn.COUNT(Decision.id).filter(Decision.outcome == "SUCCESS").alias("successes"),
+                fn.COUNT(Decision.id).filter(resolved).alias("resolved"),
+                fn.AVG(Decision.actual_pnl).alias("avg_pnl"),
+                fn.COALESCE(fn.SUM(Decision.cost), 0).alias("total_cost"),
+                fn.AVG(Decision.latency_ms).alias("avg_latency_ms"),
+            )
+        )
+        .dicts()
+        .get()
+    )
+
+    def counts_by(column) -> dict[str, int]:
+        rows = (
+            base.select(column, fn.COUNT(Decision.id).alias("n"))
+            .group_by(column)
+            .order_by(SQL("n").desc(), column)
+            .tuples()
+        )
+        return dict(rows)
+
+    resolved_count = totals["resolved"]
+    return {
+        "total_decisions": totals["total"],
+        "by_outcome": counts_by(Decision.outcome),
+        "by_decision_type": counts_by(Decision.decision_type),
+        "avg_confidence": totals["avg_confidence"] or Decimal(0),
+        "success_rate": (
+            Decimal(totals["successes"]) / resolved_count if resolved_count else Decimal(0)
+        ),
+        "avg_pnl": totals["avg_pnl"] or Decimal(0),
+        "by_model": counts_by(Decision.model),
+        "total_cost": totals["total_cost"],
+        "avg_latency_ms": totals["avg_latency_ms"] or Decimal(0),
+    }

@@ -1,0 +1,80 @@
+"""Agent registry: heartbeats, status, and health derived from heartbeat freshness."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from peewee import EXCLUDED, SQL
+
+from app.errors import NotFound
+from app.models import Agent, utcnow
+
+# An agent is unhealthy once it has missed this many heartbeat intervals.
+MISSED_HEARTBEATS_UNHEALTHY = 3
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    name: str
+    status: str = "active"
+    metadata: dict | None = None
+    heartbeat_interval_seconds: int | None = None
+
+
+def is_healthy(agent: Agent, now: datetime | None = None) -> bool:
+    """Active and heard from within three heartbeat intervals."""
+    now = now or utcnow()
+    deadline = agent.last_seen_at + timedelta(
+        seconds=agent.heartbeat_interval_seconds * MISSED_HEARTBEATS_UNHEALTHY
+    )
+    return agent.status == "active" and now <= deadline
+
+
+def list_agents() -> list[Agent]:
+    """Every registered agent, by name."""
+    return list(Agent.select().order_by(Agent.name))
+
+
+def get_agent(name: str) -> Agent:
+    """The agent or 404 ``agent not found``."""
+    agent = Agent.get_or_none(Agent.name == name)
+    if agent is None:
+        raise NotFound("agent not found", name=name)
+    return agent
+
+
+def record_heartbeat(beat: Heartbeat) -> tuple[Agent, bool]:
+    """Register or refresh an agent; metadata keys merge into what is stored.
+
+    Returns the agent and whether it was created by this heartbeat.
+    """
+    now = utcnow()
+    metadata = beat.metadata or {}
+    insert = {
+        Agent.name: beat.name,
+        Agent.status: beat.status,
+        Agent.last_seen_at: now,
+        Agent.metadata: metadata,
+        Agent.created_at: now,
+        Agent.updated_at: now,
+    }
+    update = {
+        Agent.status: EXCLUDED.status,
+        Agent.last_seen_at: EXCLUDED.last_seen_at,
+        Agent.metadata: Agent.metadata.concat(EXCLUDED.metadata),
+        Agent.updated_at: EXCLUDED.updated_at,
+    }
+    if beat.heartbeat_interval_seconds is not None:
+        insert[Agent.heartbeat_interval_seconds] = beat.heartbeat_interval_seconds
+        update[Agent.heartbeat_interval_seconds] = EXCLUDED.heartbeat_interval_seconds
+    # xmax = 0 only on a freshly inserted row version: how PostgreSQL tells insert from update.
+    rows = (
+        Agent.insert(insert)
+        .on_conflict(conflict_target=[Agent.name], update=update)
+        .returning(SQL("(xmax = 0)").alias("inserted"))
+        .dicts()
+        .execute()
+    )
+    created = bool(next(iter(rows))["inserted"])
+    return get_agent(beat.name), created

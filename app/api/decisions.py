@@ -1,0 +1,85 @@
+"""LLM decisions: history with filters, detail, pgvector similarity, statistics, recording."""
+
+from __future__ import annotations
+
+from app.agents import decisions
+from app.api.base import ApiBlueprint
+from app.identifiers import parse_uuid
+from app.schemas.common import ErrorSchema, page_of
+from app.schemas.decisions import (
+    DecisionCreatedSchema,
+    DecisionDetailSchema,
+    DecisionFilterArgs,
+    DecisionListArgs,
+    DecisionListSchema,
+    DecisionStatsSchema,
+    NewDecisionArgs,
+    SimilarArgs,
+    SimilarListSchema,
+)
+from app.schemas.fields import format_timestamp
+
+blp = ApiBlueprint("decisions", __name__, url_prefix="/api/v1/decisions", description="Decisions")
+
+
+def _echo(args: dict) -> dict:
+    """The filter as the client can read it back."""
+    return {
+        key: format_timestamp(value)
+        if hasattr(value, "tzinfo")
+        else str(value)
+        if key == "session_id"
+        else value
+        for key, value in args.items()
+    }
+
+
+@blp.get("")
+@blp.arguments(DecisionListArgs, location="query")
+@blp.response(200, DecisionListSchema)
+def list_decisions(args: dict):
+    """List LLM decisions with filtering and pagination."""
+    echo = _echo(args)
+    page = page_of(args)
+    found = decisions.list_decisions(decisions.DecisionFilter(**args), page)
+    return {"decisions": found, "count": len(found), "filter": echo}
+
+
+@blp.get("/stats")
+@blp.arguments(DecisionFilterArgs, location="query")
+@blp.response(200, DecisionStatsSchema)
+def stats(args: dict):
+    """Get aggregated statistics for LLM decisions."""
+    return decisions.decision_stats(decisions.DecisionFilter(**args))
+
+
+@blp.get("/<decision_id>")
+@blp.response(200, DecisionDetailSchema)
+@blp.alt_response(400, schema=ErrorSchema, description="Invalid decision ID")
+@blp.alt_response(404, schema=ErrorSchema, description="Decision not found")
+def get_decision(decision_id: str):
+    """Get one decision with its prompt, response and market-context embedding."""
+    return decisions.get_decision(parse_uuid(decision_id, "decision_id"))
+
+
+@blp.get("/<decision_id>/similar")
+@blp.arguments(SimilarArgs, location="query")
+@blp.response(200, SimilarListSchema)
+@blp.alt_response(400, schema=ErrorSchema, description="Invalid decision ID or limit")
+@blp.alt_response(404, schema=ErrorSchema, description="Decision not found")
+def similar(args: dict, decision_id: str):
+    """Find decisions made in a similar market context (pgvector cosine similarity)."""
+    reference = parse_uuid(decision_id, "decision_id")
+    found = decisions.similar_decisions(reference, args["limit"])
+    return {"decision_id": reference, "similar": found, "count": len(found)}
+
+
+@blp.post("")
+@blp.arguments(NewDecisionArgs)
+@blp.response(201, DecisionCreatedSchema)
+@blp.alt_response(400, schema=ErrorSchema, description="Invalid decision")
+@blp.alt_response(404, schema=ErrorSchema, description="Session not found")
+def create_decision(args: dict):
+    """Record a decision made by an external agent (counts as its heartbeat)."""
+    decision = decisions.record_decision(decisions.NewDecision(**args))
+    return {"decision": decision, "message": "Decision recorded successfully"}

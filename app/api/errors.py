@@ -1,0 +1,108 @@
+"""The one place errors become HTTP responses: always JSON, never HTML or a traceback."""
+
+from __future__ import annotations
+
+import logging
+
+import peewee
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from app.db import CONNECTION_ERRORS, db
+from app.errors import Conflict, CryptoFunkError, InvalidInput, NotFound, Unavailable
+
+log = logging.getLogger(__name__)
+
+STATUS_BY_ERROR: tuple[tuple[type[CryptoFunkError], int], ...] = (
+    (InvalidInput, 400),
+    (NotFound, 404),
+    (Conflict, 409),
+    (Unavailable, 503),
+)
+
+HTTP_MESSAGES = {
+    400: "bad request",
+    404: "resource not found",
+    405: "method not allowed",
+    413: "request body too large",
+    415: "unsupported media type",
+    429: "too many requests",
+    500: "internal server error",
+}
+
+
+def status_for(error: CryptoFunkError) -> int:
+    for error_type, status in STATUS_BY_ERROR:
+        if isinstance(error, error_type):
+            return status
+    return 500
+
+
+def _http_details(error: HTTPException) -> str | None:
+    if error.code == 404:
+        return f"no route for {request.method} {request.path}"
+    if error.code == 405:
+        allowed = error.valid_methods or []
+        return f"{request.method} is not allowed here; allowed: {', '.join(sorted(allowed))}"
+    if error.code == 413:
+        limit = request.max_content_length
+        return f"the body must be at most {limit} bytes" if limit else None
+    if error.code == 500:
+        return None
+    return error.description
+
+
+def render_http_exception(error: HTTPException):
+    body = {"error": HTTP_MESSAGES.get(error.code, error.name.lower())}
+    details = _http_details(error)
+    if details:
+        body["details"] = details
+    response = jsonify(body)
+    response.status_code = error.code or 500
+    for name in ("Allow", "Retry-After"):
+        value = error.get_response().headers.get(name)
+        if value:
+            response.headers[name] = value
+    return response
+
+
+def render_domain_error(error: CryptoFunkError):
+    response = jsonify(error.to_dict())
+    response.status_code = status_for(error)
+    return response
+
+
+def render_database_error(error: Exception):
+    log.warning("database unavailable: %s", error)
+    # The connection may be dead; make sure it is not handed to the next request.
+    if not db.is_closed():
+        db.manual_close()
+    return render_domain_error(
+        Unavailable("database unavailable", details="the database could not be reached; retry")
+    )
+
+
+def render_data_error(error: peewee.DatabaseError):
+    log.warning("database rejected a write: %s", error)
+    if isinstance(error, peewee.IntegrityError):
+        return render_domain_error(
+            Conflict("request conflicts with stored data", details=str(error).splitlines()[0])
+        )
+    return render_domain_error(
+        InvalidInput("invalid value for the database", details=str(error).splitlines()[0])
+    )
+
+
+def render_unexpected(error: Exception):
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return render_http_exception(InternalServerError())
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(CryptoFunkError, render_domain_error)
+    app.register_error_handler(HTTPException, render_http_exception)
+    for error_type in CONNECTION_ERRORS:
+        app.register_error_handler(error_type, render_database_error)
+    app.register_error_handler(peewee.IntegrityError, render_data_error)
+    app.register_error_handler(peewee.DataError, render_data_error)
+    app.register_error_handler(Exception, render_unexpected)

@@ -1,0 +1,46 @@
+"""Market prices: latest per symbol, and tick ingestion (the manual feed)."""
+
+from __future__ import annotations
+
+from app.api.base import ApiBlueprint
+from app.schemas.common import ErrorSchema
+from app.schemas.market import (
+    PriceEnvelopeSchema,
+    PriceListArgs,
+    PriceListSchema,
+    PriceResultSchema,
+    TickArgs,
+)
+from app.symbols import normalize_symbol
+from app.trading import market
+
+blp = ApiBlueprint("market", __name__, url_prefix="/api/v1/market", description="Market data")
+
+
+@blp.get("/prices")
+@blp.arguments(PriceListArgs, location="query")
+@blp.response(200, PriceListSchema)
+def list_prices(args: dict):
+    """Latest price of every symbol (or of the symbols given)."""
+    found = market.latest_prices(args.get("symbol"))
+    return {"prices": found, "count": len(found)}
+
+
+@blp.get("/prices/<path:symbol>")
+@blp.response(200, PriceEnvelopeSchema)
+@blp.alt_response(404, schema=ErrorSchema, description="No price yet for the symbol")
+def get_price(symbol: str):
+    """Latest price of one symbol."""
+    return {"price": market.latest_price(normalize_symbol(symbol))}
+
+
+@blp.post("/prices")
+@blp.arguments(TickArgs)
+@blp.response(201, PriceResultSchema)
+@blp.alt_response(400, schema=ErrorSchema, description="Invalid tick")
+def ingest_tick(args: dict):
+    """Ingest a price tick; an older tick never replaces a newer price."""
+    price = market.record_tick(
+        args["symbol"], args["price"], volume=args["volume"], timestamp=args["timestamp"]
+    )
+    return {"price": price, "message": "Tick recorded"}

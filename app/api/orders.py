@@ -1,0 +1,56 @@
+"""Orders: list, detail, manual entry, cancellation."""
+
+from __future__ import annotations
+
+from app.api.base import ApiBlueprint
+from app.identifiers import parse_uuid
+from app.schemas.common import ErrorSchema, page_of
+from app.schemas.orders import (
+    CreateOrderArgs,
+    OrderEnvelopeSchema,
+    OrderListArgs,
+    OrderListSchema,
+    OrderResultSchema,
+)
+from app.trading import orders
+
+blp = ApiBlueprint("orders", __name__, url_prefix="/api/v1/orders", description="Orders")
+
+
+@blp.get("")
+@blp.arguments(OrderListArgs, location="query")
+@blp.response(200, OrderListSchema)
+def list_orders(args: dict):
+    """Get orders, newest first, filtered by session_id, symbol, status and side."""
+    page = page_of(args)
+    found = orders.list_orders(orders.OrderFilter(**args), page)
+    return {"orders": found, "count": len(found)}
+
+
+@blp.get("/<order_id>")
+@blp.response(200, OrderEnvelopeSchema)
+@blp.alt_response(400, schema=ErrorSchema, description="Invalid order ID format")
+@blp.alt_response(404, schema=ErrorSchema, description="Order not found")
+def get_order(order_id: str):
+    """Get detailed information about a specific order."""
+    return {"order": orders.get_order(parse_uuid(order_id, "order_id"))}
+
+
+@blp.post("")
+@blp.arguments(CreateOrderArgs)
+@blp.response(201, OrderResultSchema)
+@blp.alt_response(400, schema=ErrorSchema, description="Invalid body or no active session")
+def create_order(args: dict):
+    """Create a new order (manual trading) on the given or the symbol's active session."""
+    order = orders.place_order(orders.OrderRequest(**args))
+    return {"order": order, "message": "Order created successfully"}
+
+
+@blp.delete("/<order_id>")
+@blp.response(200, OrderResultSchema)
+@blp.alt_response(400, schema=ErrorSchema, description="Order cannot be cancelled")
+@blp.alt_response(404, schema=ErrorSchema, description="Order not found")
+def cancel_order(order_id: str):
+    """Cancel a pending order."""
+    order = orders.cancel_order(parse_uuid(order_id, "order_id"))
+    return {"order": order, "message": "Order cancelled successfully"}

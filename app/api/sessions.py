@@ -1,0 +1,30 @@
+"""Trading sessions: list and detail."""
+
+from __future__ import annotations
+
+from app.api.base import ApiBlueprint
+from app.identifiers import parse_uuid
+from app.schemas.common import ErrorSchema, page_of
+from app.schemas.sessions import SessionEnvelopeSchema, SessionListArgs, SessionListSchema
+from app.trading import sessions
+
+blp = ApiBlueprint("sessions", __name__, url_prefix="/api/v1/sessions", description="Sessions")
+
+
+@blp.get("")
+@blp.arguments(SessionListArgs, location="query")
+@blp.response(200, SessionListSchema)
+def list_sessions(args: dict):
+    """Get trading sessions, newest first, filtered by status, symbol and mode."""
+    page = page_of(args)
+    found = sessions.list_sessions(sessions.SessionFilter(**args), page)
+    return {"sessions": found, "count": len(found)}
+
+
+@blp.get("/<session_id>")
+@blp.response(200, SessionEnvelopeSchema)
+@blp.alt_response(400, schema=ErrorSchema, description="Invalid session ID format")
+@blp.alt_response(404, schema=ErrorSchema, description="Session not found")
+def get_session(session_id: str):
+    """Get one trading session with its figures."""
+    return {"session": sessions.get_session(parse_uuid(session_id, "session_id"))}

@@ -1,0 +1,20 @@
+"""Fills (trades): list with filters."""
+
+from __future__ import annotations
+
+from app.api.base import ApiBlueprint
+from app.schemas.common import page_of
+from app.schemas.trades import TradeListArgs, TradeListSchema
+from app.trading import trades
+
+blp = ApiBlueprint("trades", __name__, url_prefix="/api/v1/trades", description="Fills")
+
+
+@blp.get("")
+@blp.arguments(TradeListArgs, location="query")
+@blp.response(200, TradeListSchema)
+def list_trades(args: dict):
+    """Get fills, most recent first, filtered by session_id, order_id and symbol."""
+    page = page_of(args)
+    found = trades.list_trades(trades.TradeFilter(**args), page)
+    return {"trades": found, "count": len(found)}

@@ -1,0 +1,50 @@
+"""Domain errors, grouped by the reaction a client needs; the API maps each group to a status."""
+
+from __future__ import annotations
+
+
+class CryptoFunkError(Exception):
+    """Base error: ``message`` becomes ``error``; ``context`` adds keys such as ``order_id``."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: str | None = None,
+        field: str | None = None,
+        **context,
+    ):
+        super().__init__(message)
+        self.message = message
+        self.details = details
+        self.field = field
+        self.context = context
+
+    def to_dict(self) -> dict:
+        body: dict = {"error": self.message}
+        if self.details is not None:
+            body["details"] = self.details
+        if self.field is not None:
+            body["field"] = self.field
+        body.update({key: str(value) for key, value in self.context.items()})
+        return body
+
+
+class InvalidInput(CryptoFunkError):
+    """The request cannot be honoured as sent (400)."""
+
+
+class InvalidTransition(InvalidInput):
+    """The resource exists but is in a state that forbids this action (400)."""
+
+
+class NotFound(CryptoFunkError):
+    """No such resource (404)."""
+
+
+class Conflict(CryptoFunkError):
+    """The action collides with an existing resource, e.g. an already active session (409)."""
+
+
+class Unavailable(CryptoFunkError):
+    """A dependency such as the database cannot be reached (503)."""

@@ -1,0 +1,223 @@
+"""Peewee models over the tables that app/migrations creates (the SQL is the source of truth)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from peewee import (
+    CharField,
+    DecimalField,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+    TextField,
+    UUIDField,
+)
+from pgvector.peewee import VectorField
+from playhouse.postgres_ext import BinaryJSONField, DateTimeTZField
+
+from app.db import db
+
+EMBEDDING_DIMENSIONS = 16
+ACTIVE_SESSION_STATUSES = ("RUNNING", "PAUSED")
+OPEN_ORDER_STATUSES = ("NEW", "PARTIALLY_FILLED")
+
+
+def utcnow() -> datetime:
+    """Timezone-aware current time in UTC."""
+    return datetime.now(UTC)
+
+
+def Money(**kwargs) -> DecimalField:
+    """NUMERIC(36,18) column as Decimal, never rounded silently by the ORM."""
+    return DecimalField(max_digits=36, decimal_places=18, auto_round=False, **kwargs)
+
+
+class BaseModel(Model):
+    class Meta:
+        database = db
+        legacy_table_names = False
+
+
+class TimestampedModel(BaseModel):
+    created_at = DateTimeTZField(default=utcnow)
+    updated_at = DateTimeTZField(default=utcnow)
+
+    def save(self, *args, **kwargs):
+        self.updated_at = utcnow()
+        return super().save(*args, **kwargs)
+
+
+class TradingSession(TimestampedModel):
+    id = UUIDField(primary_key=True, default=uuid.uuid4)
+    mode = CharField()
+    symbol = CharField()
+    exchange = CharField()
+    status = CharField(default="RUNNING")
+    status_reason = TextField(null=True)
+    started_at = DateTimeTZField(default=utcnow)
+    stopped_at = DateTimeTZField(null=True)
+    initial_capital = Money()
+    final_capital = Money(null=True)
+    total_pnl = Money(default=0)
+    total_trades = IntegerField(default=0)
+    winning_trades = IntegerField(default=0)
+    losing_trades = IntegerField(default=0)
+    max_drawdown = Money(default=0)
+    sharpe_ratio = Money(default=0)
+
+    class Meta:
+        table_name = "trading_sessions"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_SESSION_STATUSES
+
+
+class Position(TimestampedModel):
+    id = UUIDField(primary_key=True, default=uuid.uuid4)
+    session = ForeignKeyField(TradingSession, column_name="session_id", backref="positions")
+    symbol = CharField()
+    exchange = CharField()
+    side = CharField()
+    status = CharField(default="OPEN")
+    entry_price = Money()
+    exit_price = Money(null=True)
+    quantity = Money()
+    entry_time = DateTimeTZField(default=utcnow)
+    exit_time = DateTimeTZField(null=True)
+    stop_loss = Money(null=True)
+    take_profit = Money(null=True)
+    realized_pnl = Money(default=0)
+    unrealized_pnl = Money(default=0)
+    fees = Money(default=0)
+    entry_reason = TextField(null=True)
+    exit_reason = TextField(null=True)
+
+    class Meta:
+        table_name = "positions"
+
+
+class Order(TimestampedModel):
+    id = UUIDField(primary_key=True, default=uuid.uuid4)
+    session = ForeignKeyField(TradingSession, column_name="session_id", null=True, backref="orders")
+    position = ForeignKeyField(Position, column_name="position_id", null=True, backref="orders")
+    exchange_order_id = CharField(null=True)
+    symbol = CharField()
+    exchange = CharField()
+    side = CharField()
+    type = CharField()
+    status = CharField(default="NEW")
+    price = Money(null=True)
+    stop_price = Money(null=True)
+    quantity = Money()
+    executed_quantity = Money(default=0)
+    executed_quote_quantity = Money(default=0)
+    time_in_force = CharField(default="GTC")
+    source = CharField(default="manual")
+    placed_at = DateTimeTZField(default=utcnow)
+    filled_at = DateTimeTZField(null=True)
+    canceled_at = DateTimeTZField(null=True)
+    expired_at = DateTimeTZField(null=True)
+    error_message = TextField(null=True)
+
+    class Meta:
+        table_name = "orders"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_ORDER_STATUSES
+
+
+class Trade(BaseModel):
+    id = UUIDField(primary_key=True, default=uuid.uuid4)
+    order = ForeignKeyField(Order, column_name="order_id", backref="trades")
+    session = ForeignKeyField(TradingSession, column_name="session_id", null=True, backref="trades")
+    position = ForeignKeyField(Position, column_name="position_id", null=True, backref="trades")
+    symbol = CharField()
+    exchange = CharField()
+    side = CharField()
+    price = Money()
+    quantity = Money()
+    quote_quantity = Money()
+    commission = Money(default=0)
+    commission_asset = CharField(null=True)
+    executed_at = DateTimeTZField(default=utcnow)
+    created_at = DateTimeTZField(default=utcnow)
+
+    class Meta:
+        table_name = "trades"
+
+
+class Agent(TimestampedModel):
+    name = CharField(primary_key=True)
+    status = CharField(default="active")
+    last_seen_at = DateTimeTZField(default=utcnow)
+    heartbeat_interval_seconds = IntegerField(default=30)
+    metadata = BinaryJSONField(default=dict)
+
+    class Meta:
+        table_name = "agents"
+
+
+class Decision(BaseModel):
+    id = UUIDField(primary_key=True, default=uuid.uuid4)
+    session = ForeignKeyField(
+        TradingSession, column_name="session_id", null=True, backref="decisions"
+    )
+    agent_name = CharField()
+    symbol = CharField()
+    decision_type = CharField()
+    decision = CharField()
+    confidence = DecimalField(max_digits=6, decimal_places=5, auto_round=True)
+    reasoning = TextField(default="")
+    context = BinaryJSONField(default=dict)
+    prompt = TextField(null=True)
+    response = TextField(null=True)
+    prompt_embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS, null=True)
+    prompt_tokens = IntegerField(default=0)
+    completion_tokens = IntegerField(default=0)
+    model = CharField()
+    outcome = CharField(default="PENDING")
+    actual_pnl = Money(null=True)
+    latency_ms = IntegerField(default=0)
+    cost = Money(default=0)
+    resolved_at = DateTimeTZField(null=True)
+    created_at = DateTimeTZField(default=utcnow)
+
+    class Meta:
+        table_name = "llm_decisions"
+
+
+class MarketPrice(BaseModel):
+    symbol = CharField(primary_key=True)
+    price = Money()
+    volume = Money(null=True)
+    source = CharField(default="manual")
+    price_time = DateTimeTZField(default=utcnow)
+    updated_at = DateTimeTZField(default=utcnow)
+
+    class Meta:
+        table_name = "market_prices"
+
+
+class ConfigOverride(BaseModel):
+    key = CharField(primary_key=True)
+    value = BinaryJSONField()
+    updated_at = DateTimeTZField(default=utcnow)
+
+    class Meta:
+        table_name = "config_overrides"
+
+
+ALL_TABLES = (
+    "trades",
+    "orders",
+    "positions",
+    "llm_decisions",
+    "agents",
+    "trading_sessions",
+    "market_prices",
+    "config_overrides",
+)

@@ -1,0 +1,1 @@
+"""Live events: the per-process LISTEN/NOTIFY listener and the WebSocket hub."""

@@ -1,0 +1,1 @@
+"""marshmallow schemas: request validation and response shapes (and so the OpenAPI document)."""

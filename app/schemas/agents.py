@@ -1,0 +1,53 @@
+"""Schemas for agents and heartbeats."""
+
+from marshmallow import Schema, fields, validate
+
+from app.agents.registry import is_healthy
+from app.schemas.fields import Choice, Timestamp
+
+AGENT_STATUSES = ("active", "inactive", "error")
+AGENT_NAME = validate.Regexp(
+    r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+    error="must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+)
+
+
+class AgentSchema(Schema):
+    name = fields.String()
+    status = fields.String(metadata={"enum": list(AGENT_STATUSES)})
+    last_seen_at = Timestamp()
+    is_healthy = fields.Method("_is_healthy", metadata={"type": "boolean"})
+    heartbeat_interval_seconds = fields.Integer()
+    metadata = fields.Dict()
+
+    def _is_healthy(self, agent) -> bool:
+        return is_healthy(agent)
+
+
+class AgentEnvelopeSchema(Schema):
+    agent = fields.Nested(AgentSchema)
+
+
+class AgentHeartbeatResultSchema(AgentEnvelopeSchema):
+    message = fields.String()
+
+
+class AgentListSchema(Schema):
+    agents = fields.List(fields.Nested(AgentSchema))
+    count = fields.Integer()
+
+
+class AgentHealthSchema(Schema):
+    name = fields.String()
+    status = fields.String()
+    last_seen_at = Timestamp()
+    healthy = fields.Method("_healthy", metadata={"type": "boolean"})
+
+    def _healthy(self, agent) -> bool:
+        return is_healthy(agent)
+
+
+class HeartbeatArgs(Schema):
+    status = Choice(AGENT_STATUSES, upper=False, load_default="active")
+    metadata = fields.Dict(keys=fields.String(validate=validate.Length(1, 64)), load_default=dict)
+    heartbeat_interval_seconds = fields.Integer(validate=validate.Range(1, 86400))

@@ -1,0 +1,33 @@
+"""Schemas shared by every resource: errors, paging, plain messages."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from app.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+
+
+class ErrorSchema(Schema):
+    """Every error body: ``error`` always, the rest when they apply."""
+
+    error = fields.String(required=True, metadata={"example": "invalid order_id format"})
+    details = fields.String(metadata={"example": "Price is required for LIMIT orders"})
+    field = fields.String(metadata={"example": "price"})
+
+
+class PageArgs(Schema):
+    limit = fields.Integer(
+        load_default=DEFAULT_LIMIT,
+        validate=validate.Range(1, MAX_LIMIT),
+        metadata={"description": f"Results limit (default {DEFAULT_LIMIT}, max {MAX_LIMIT})"},
+    )
+    offset = fields.Integer(
+        load_default=0,
+        validate=validate.Range(0, 10_000_000),
+        metadata={"description": "Pagination offset (default 0)"},
+    )
+
+
+def page_of(args: dict) -> Page:
+    """Pop limit/offset out of parsed query args."""
+    return Page(limit=args.pop("limit"), offset=args.pop("offset"))

@@ -1,0 +1,151 @@
+"""Schemas for LLM decisions: filters, list/detail shapes, similarity and statistics."""
+
+import math
+
+from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
+
+from app.models import EMBEDDING_DIMENSIONS
+from app.schemas.agents import AGENT_NAME
+from app.schemas.fields import Amount, Choice, Number, Symbol, Timestamp, Uuid
+
+OUTCOMES = ("SUCCESS", "FAILURE", "PENDING")
+DECISIONS = ("BUY", "SELL", "HOLD", "CLOSE", "APPROVE", "REJECT")
+DECISION_TYPE = validate.Regexp(
+    r"^[a-z][a-z0-9_]{0,63}$", error="must be snake_case such as signal or risk_approval"
+)
+MAX_TEXT = 100_000
+
+
+class DecisionSchema(Schema):
+    id = Uuid()
+    session_id = Uuid()
+    agent_name = fields.String()
+    symbol = fields.String()
+    decision_type = fields.String()
+    decision = fields.String(metadata={"enum": list(DECISIONS)})
+    confidence = Number()
+    reasoning = fields.String()
+    context = fields.Dict()
+    prompt_tokens = fields.Integer()
+    completion_tokens = fields.Integer()
+    model = fields.String()
+    outcome = fields.String(metadata={"enum": list(OUTCOMES)})
+    actual_pnl = Number(allow_none=True)
+    latency_ms = fields.Integer()
+    cost = Number()
+    created_at = Timestamp()
+    resolved_at = Timestamp(allow_none=True)
+
+
+class DecisionDetailSchema(DecisionSchema):
+    prompt = fields.String(allow_none=True)
+    response = fields.String(allow_none=True)
+    prompt_embedding = fields.Method("_embedding", metadata={"type": "array"})
+
+    def _embedding(self, decision):
+        vector = decision.prompt_embedding
+        return None if vector is None else [float(x) for x in vector]
+
+
+class DecisionListSchema(Schema):
+    decisions = fields.List(fields.Nested(DecisionSchema))
+    count = fields.Integer()
+    filter = fields.Dict()
+
+
+class DecisionFilterArgs(Schema):
+    symbol = Symbol()
+    decision_type = fields.String(validate=DECISION_TYPE)
+    outcome = Choice(OUTCOMES)
+    model = fields.String(validate=validate.Length(1, 200))
+    agent_name = fields.String(validate=AGENT_NAME)
+    session_id = Uuid()
+    from_date = Timestamp()
+    to_date = Timestamp()
+
+    @validates_schema
+    def _date_order(self, data, **kwargs):
+        if data.get("from_date") and data.get("to_date") and data["from_date"] > data["to_date"]:
+            raise ValidationError("from_date must not be after to_date", "from_date")
+
+
+class DecisionListArgs(DecisionFilterArgs):
+    limit = fields.Integer(load_default=50, validate=validate.Range(1, 500))
+    offset = fields.Integer(load_default=0, validate=validate.Range(0, 10_000_000))
+
+
+class SimilarArgs(Schema):
+    limit = fields.Integer(load_default=10, validate=validate.Range(1, 50))
+
+
+class SimilarDecisionSchema(Schema):
+    id = Uuid()
+    symbol = fields.String()
+    decision = fields.String()
+    confidence = Number()
+    outcome = fields.String()
+    similarity = Number()
+    created_at = Timestamp()
+
+
+class SimilarListSchema(Schema):
+    decision_id = Uuid()
+    similar = fields.List(fields.Nested(SimilarDecisionSchema))
+    count = fields.Integer()
+
+
+class DecisionStatsSchema(Schema):
+    total_decisions = fields.Integer()
+    by_outcome = fields.Dict(keys=fields.String(), values=fields.Integer())
+    by_decision_type = fields.Dict(keys=fields.String(), values=fields.Integer())
+    avg_confidence = Number()
+    success_rate = Number()
+    avg_pnl = Number()
+    by_model = fields.Dict(keys=fields.String(), values=fields.Integer())
+    total_cost = Number()
+    avg_latency_ms = Number()
+
+
+class NewDecisionArgs(Schema):
+    agent_name = fields.String(required=True, validate=AGENT_NAME)
+    symbol = Symbol(required=True)
+    decision_type = fields.String(required=True, validate=DECISION_TYPE)
+    decision = Choice(DECISIONS, required=True)
+    confidence = Amount(required=True, validate=validate.Range(0, 1, error="must be in [0, 1]"))
+    model = fields.String(required=True, validate=validate.Length(1, 200))
+    reasoning = fields.String(load_default="", validate=validate.Length(max=MAX_TEXT))
+    context = fields.Dict(keys=fields.String(), load_default=dict)
+    prompt = fields.String(
+        allow_none=True, load_default=None, validate=validate.Length(max=MAX_TEXT)
+    )
+    response = fields.String(
+        allow_none=True, load_default=None, validate=validate.Length(max=MAX_TEXT)
+    )
+    prompt_embedding = fields.List(
+        fields.Float(allow_nan=False), allow_none=True, load_default=None
+    )
+    prompt_tokens = fields.Integer(strict=True, load_default=0, validate=validate.Range(0, 10**9))
+    completion_tokens = fields.Integer(
+        strict=True, load_default=0, validate=validate.Range(0, 10**9)
+    )
+    latency_ms = fields.Integer(strict=True, load_default=0, validate=validate.Range(0, 10**9))
+    cost = Amount(load_default=0)
+    session_id = Uuid(allow_none=True, load_default=None)
+    outcome = Choice(OUTCOMES, load_default="PENDING")
+    actual_pnl = Amount(allow_negative=True, allow_none=True, load_default=None)
+
+    @validates("prompt_embedding")
+    def _embedding_shape(self, value, **kwargs):
+        if value is None:
+            return
+        if len(value) != EMBEDDING_DIMENSIONS:
+            raise ValidationError(f"must have exactly {EMBEDDING_DIMENSIONS} numbers")
+        if not math.fsum(x * x for x in value) > 0:
+            raise ValidationError("must not be the zero vector (cosine similarity is undefined)")
+        if any(abs(x) > 1e6 for x in value):
+            raise ValidationError("values must be within [-1e6, 1e6]")
+
+
+class DecisionCreatedSchema(Schema):
+    decision = fields.Nested(DecisionDetailSchema)
+    message = fields.String()

@@ -1,0 +1,87 @@
+"""Schemas for trading sessions and the start/stop/pause/resume actions."""
+
+from marshmallow import Schema, fields
+
+from app.schemas.common import PageArgs
+from app.schemas.fields import Amount, Choice, Number, Symbol, Timestamp, Uuid
+
+SESSION_STATUSES = ("RUNNING", "PAUSED", "STOPPED")
+MODES = ("PAPER", "LIVE")
+
+
+class SessionSchema(Schema):
+    id = Uuid()
+    mode = fields.String(metadata={"enum": list(MODES)})
+    symbol = fields.String()
+    exchange = fields.String()
+    status = fields.String(metadata={"enum": list(SESSION_STATUSES)})
+    status_reason = fields.String(allow_none=True)
+    started_at = Timestamp()
+    stopped_at = Timestamp(allow_none=True)
+    initial_capital = Number()
+    final_capital = Number(allow_none=True)
+    total_pnl = Number()
+    total_trades = fields.Integer()
+    winning_trades = fields.Integer()
+    losing_trades = fields.Integer()
+    max_drawdown = Number()
+    sharpe_ratio = Number()
+    created_at = Timestamp()
+    updated_at = Timestamp()
+
+
+class SessionEnvelopeSchema(Schema):
+    session = fields.Nested(SessionSchema)
+
+
+class SessionListSchema(Schema):
+    sessions = fields.List(fields.Nested(SessionSchema))
+    count = fields.Integer()
+
+
+class SessionListArgs(PageArgs):
+    status = Choice(SESSION_STATUSES)
+    symbol = Symbol()
+    mode = Choice(MODES)
+
+
+class StartTradingArgs(Schema):
+    symbol = Symbol(required=True)
+    initial_capital = Amount(required=True, positive=True)
+    mode = Choice(MODES, load_default="PAPER")
+
+
+class StopTradingArgs(Schema):
+    session_id = Uuid(required=True)
+    final_capital = Amount(allow_none=True, load_default=None)
+
+
+class SessionRefArgs(Schema):
+    session_id = Uuid(required=True)
+
+
+class StartedSchema(Schema):
+    message = fields.String()
+    session_id = Uuid()
+    symbol = fields.String()
+    mode = fields.String()
+    started_at = Timestamp()
+
+
+class StoppedSchema(Schema):
+    message = fields.String()
+    session_id = Uuid()
+    final_capital = Number()
+    total_pnl = Number()
+    total_trades = fields.Integer()
+    winning_trades = fields.Integer()
+    losing_trades = fields.Integer()
+    stopped_at = Timestamp()
+
+
+class PausedSchema(Schema):
+    message = fields.String()
+    session_id = Uuid()
+    symbol = fields.String()
+    status = fields.String()
+    note = fields.String()

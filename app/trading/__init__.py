@@ -1,0 +1,1 @@
+"""Paper exchange domain: sessions, orders, fills, positions, prices. Never imports Flask."""

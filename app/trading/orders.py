@@ -1,0 +1,124 @@
+"""Manual and agent order entry, lookup and cancellation (matching lives in the engine)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+
+from app.db import db
+from app.errors import InvalidInput, InvalidTransition, NotFound
+from app.models import Order, utcnow
+from app.pagination import Page
+from app.trading.sessions import find_active_session, get_session
+
+LIMIT_PRICED_TYPES = ("LIMIT", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT")
+STOP_TRIGGERED_TYPES = ("STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT")
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    symbol: str
+    side: str
+    type: str
+    quantity: Decimal
+    price: Decimal | None = None
+    stop_price: Decimal | None = None
+    time_in_force: str = "GTC"
+    session_id: uuid.UUID | None = None
+    source: str = "manual"
+
+
+@dataclass(frozen=True)
+class OrderFilter:
+    session_id: uuid.UUID | None = None
+    symbol: str | None = None
+    status: str | None = None
+    side: str | None = None
+
+
+def get_order(order_id: uuid.UUID, *, for_update: bool = False) -> Order:
+    """Return the order or raise 404 ``order not found`` with ``order_id``."""
+    query = Order.select().where(Order.id == order_id)
+    if for_update:
+        query = query.for_update()
+    order = query.first()
+    if order is None:
+        raise NotFound("order not found", order_id=order_id)
+    return order
+
+
+def list_orders(filters: OrderFilter, page: Page) -> list[Order]:
+    """Orders, newest first; every filter combines with the others."""
+    query = Order.select().order_by(Order.placed_at.desc(), Order.id)
+    if filters.session_id:
+        query = query.where(Order.session == filters.session_id)
+    if filters.symbol:
+        query = query.where(Order.symbol == filters.symbol)
+    if filters.status:
+        query = query.where(Order.status == filters.status)
+    if filters.side:
+        query = query.where(Order.side == filters.side)
+    return list(page.apply(query))
+
+
+def place_order(request: OrderRequest) -> Order:
+    """Record a NEW order on its trading session (given, or the symbol's active one)."""
+    with db.atomic():
+        if request.session_id is not None:
+            session = get_session(request.session_id, for_update=True)
+        else:
+            session = find_active_session(request.symbol)
+            if session is None:
+                raise InvalidInput(
+                    "no active trading session",
+                    details=f"start one for {request.symbol} with POST /api/v1/trade/start, "
+                    "or pass session_id",
+                    field="session_id",
+                )
+        if session.symbol != request.symbol:
+            raise InvalidInput(
+                "symbol does not match the trading session",
+                details=f"session {session.id} trades {session.symbol}, not {request.symbol}",
+                field="symbol",
+            )
+        if session.status != "RUNNING":
+            hint = (
+                "resume it with POST /api/v1/trade/resume"
+                if session.status == "PAUSED"
+                else "start a new one with POST /api/v1/trade/start"
+            )
+            raise InvalidTransition(
+                "trading session is not running",
+                details=f"session {session.id} is {session.status}; {hint}",
+                session_id=session.id,
+            )
+        return Order.create(
+            session=session.id,
+            symbol=request.symbol,
+            exchange=session.exchange,
+            side=request.side,
+            type=request.type,
+            status="NEW",
+            price=request.price,
+            stop_price=request.stop_price,
+            quantity=request.quantity,
+            time_in_force=request.time_in_force,
+            source=request.source,
+        )
+
+
+def cancel_order(order_id: uuid.UUID) -> Order:
+    """Cancel a NEW or PARTIALLY_FILLED order; what was already filled stays filled."""
+    with db.atomic():
+        order = get_order(order_id, for_update=True)
+        if not order.is_open:
+            raise InvalidTransition(
+                "order cannot be cancelled",
+                details=f"order is already {order.status}",
+                order_id=order.id,
+            )
+        order.status = "CANCELED"
+        order.canceled_at = utcnow()
+        order.save()
+    return order

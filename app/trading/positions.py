@@ -1,0 +1,47 @@
+"""Position queries (positions are opened, marked and closed by the engine)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from peewee import Case
+
+from app.errors import NotFound
+from app.models import Position
+from app.pagination import Page
+
+
+@dataclass(frozen=True)
+class PositionFilter:
+    session_id: uuid.UUID | None = None
+    symbol: str | None = None
+    status: str = "open"  # open | closed | all
+
+
+def list_positions(filters: PositionFilter, page: Page) -> list[Position]:
+    """Positions, most recently opened first."""
+    query = Position.select().order_by(Position.entry_time.desc(), Position.id)
+    if filters.status != "all":
+        query = query.where(Position.status == filters.status.upper())
+    if filters.session_id:
+        query = query.where(Position.session == filters.session_id)
+    if filters.symbol:
+        query = query.where(Position.symbol == filters.symbol)
+    return list(page.apply(query))
+
+
+def latest_position(symbol: str, session_id: uuid.UUID | None = None) -> Position:
+    """The open position for ``symbol`` if there is one, else the most recently opened."""
+    open_first = Case(None, [(Position.status == "OPEN", 0)], 1)
+    query = (
+        Position.select()
+        .where(Position.symbol == symbol)
+        .order_by(open_first, Position.entry_time.desc())
+    )
+    if session_id:
+        query = query.where(Position.session == session_id)
+    position = query.first()
+    if position is None:
+        raise NotFound("position not found", symbol=symbol)
+    return position

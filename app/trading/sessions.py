@@ -1,0 +1,201 @@
+"""Trading session lifecycle: start, pause, resume, stop, and the figures a stop records."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+
+from peewee import IntegrityError, fn
+
+from app.db import db
+from app.errors import Conflict, InvalidInput, InvalidTransition, NotFound
+from app.models import (
+    ACTIVE_SESSION_STATUSES,
+    OPEN_ORDER_STATUSES,
+    Order,
+    Position,
+    Trade,
+    TradingSession,
+    utcnow,
+)
+from app.pagination import Page
+
+PAPER_EXCHANGE = "PAPER"
+
+
+@dataclass(frozen=True)
+class SessionFilter:
+    status: str | None = None
+    symbol: str | None = None
+    mode: str | None = None
+
+
+def get_session(session_id: uuid.UUID, *, for_update: bool = False) -> TradingSession:
+    """Return the session or raise 404 ``trading session not found``."""
+    query = TradingSession.select().where(TradingSession.id == session_id)
+    if for_update:
+        query = query.for_update()
+    session = query.first()
+    if session is None:
+        raise NotFound("trading session not found", session_id=session_id)
+    return session
+
+
+def list_sessions(filters: SessionFilter, page: Page) -> list[TradingSession]:
+    """Sessions, newest first, narrowed by status/symbol/mode."""
+    query = TradingSession.select().order_by(TradingSession.started_at.desc())
+    if filters.status:
+        query = query.where(TradingSession.status == filters.status)
+    if filters.symbol:
+        query = query.where(TradingSession.symbol == filters.symbol)
+    if filters.mode:
+        query = query.where(TradingSession.mode == filters.mode)
+    return list(page.apply(query))
+
+
+def find_active_session(symbol: str, mode: str | None = None) -> TradingSession | None:
+    """The RUNNING or PAUSED session for ``symbol`` (in ``mode`` when given)."""
+    query = TradingSession.select().where(
+        TradingSession.symbol == symbol, TradingSession.status.in_(ACTIVE_SESSION_STATUSES)
+    )
+    if mode:
+        query = query.where(TradingSession.mode == mode)
+    sessions = list(query.order_by(TradingSession.started_at.desc()).limit(2))
+    if len(sessions) > 1:
+        raise InvalidInput(
+            "session_id is required",
+            details=f"{symbol} has both a PAPER and a LIVE session active; say which one",
+            field="session_id",
+        )
+    return sessions[0] if sessions else None
+
+
+def start_session(
+    symbol: str, initial_capital: Decimal, mode: str, *, live_credentials: bool
+) -> TradingSession:
+    """Open a RUNNING session; 409 if one is already active for the symbol and mode."""
+    if mode == "LIVE" and not live_credentials:
+        raise InvalidInput(
+            "LIVE trading requires exchange credentials",
+            details="set EXCHANGE_API_KEY and EXCHANGE_API_SECRET, or start a PAPER session",
+            field="mode",
+        )
+    if mode == "LIVE":
+        raise InvalidInput(
+            "LIVE trading is not available in this deployment",
+            details="only the PAPER exchange is connected; start a PAPER session",
+            field="mode",
+        )
+    existing = find_active_session(symbol, mode)
+    if existing is not None:
+        raise _already_active(existing)
+    try:
+        with db.atomic():
+            return TradingSession.create(
+                mode=mode,
+                symbol=symbol,
+                exchange=PAPER_EXCHANGE,
+                initial_capital=initial_capital,
+                status="RUNNING",
+            )
+    except IntegrityError:
+        # Lost a race with a concurrent start: the partial unique index said no.
+        existing = find_active_session(symbol, mode)
+        if existing is None:
+            raise
+        raise _already_active(existing) from None
+
+
+def _already_active(session: TradingSession) -> Conflict:
+    return Conflict(
+        "trading session already active",
+        details=f"{session.symbol} already has a {session.status} {session.mode} session; "
+        "stop it before starting another",
+        session_id=session.id,
+    )
+
+
+def pause_session(session_id: uuid.UUID, reason: str = "paused by user") -> TradingSession:
+    """RUNNING → PAUSED: no new entries until resumed; orders and positions are kept."""
+    with db.atomic():
+        session = get_session(session_id, for_update=True)
+        if session.status != "RUNNING":
+            raise InvalidTransition(
+                "trading session cannot be paused",
+                details=f"session is {session.status}; only a RUNNING session can be paused",
+                session_id=session.id,
+            )
+        session.status = "PAUSED"
+        session.status_reason = reason
+        session.save()
+    return session
+
+
+def resume_session(session_id: uuid.UUID) -> TradingSession:
+    """PAUSED → RUNNING."""
+    with db.atomic():
+        session = get_session(session_id, for_update=True)
+        if session.status != "PAUSED":
+            raise InvalidTransition(
+                "trading session cannot be resumed",
+                details=f"session is {session.status}; only a PAUSED session can be resumed",
+                session_id=session.id,
+            )
+        session.status = "RUNNING"
+        session.status_reason = None
+        session.save()
+    return session
+
+
+def marked_equity(session: TradingSession) -> Decimal:
+    """Initial capital plus realized PnL of every position and unrealized PnL of open ones."""
+    realized, unrealized = (
+        Position.select(
+            fn.COALESCE(fn.SUM(Position.realized_pnl), 0),
+            fn.COALESCE(fn.SUM(Position.unrealized_pnl).filter(Position.status == "OPEN"), 0),
+        )
+        .where(Position.session == session.id)
+        .scalar(as_tuple=True)
+    )
+    return session.initial_capital + Decimal(realized) + Decimal(unrealized)
+
+
+def stop_session(session_id: uuid.UUID, final_capital: Decimal | None = None) -> TradingSession:
+    """Stop a RUNNING/PAUSED session: cancel its working orders and record its figures.
+
+    ``final_capital`` omitted → marked-to-market equity. total_pnl = final - initial capital;
+    winning/losing trades count closed positions by the sign of their realized PnL.
+    """
+    with db.atomic():
+        session = get_session(session_id, for_update=True)
+        if session.status not in ACTIVE_SESSION_STATUSES:
+            raise InvalidTransition(
+                "trading session already stopped",
+                details=f"session was stopped at {session.stopped_at.isoformat()}",
+                session_id=session.id,
+            )
+        now = utcnow()
+        Order.update(status="CANCELED", canceled_at=now, updated_at=now).where(
+            Order.session == session.id, Order.status.in_(OPEN_ORDER_STATUSES)
+        ).execute()
+        if final_capital is None:
+            final_capital = max(marked_equity(session), Decimal(0))
+        wins, losses = (
+            Position.select(
+                fn.COUNT(Position.id).filter(Position.realized_pnl > 0),
+                fn.COUNT(Position.id).filter(Position.realized_pnl < 0),
+            )
+            .where(Position.session == session.id, Position.status == "CLOSED")
+            .scalar(as_tuple=True)
+        )
+        session.total_trades = Trade.select().where(Trade.session == session.id).count()
+        session.winning_trades = wins
+        session.losing_trades = losses
+        session.final_capital = final_capital
+        session.total_pnl = final_capital - session.initial_capital
+        session.status = "STOPPED"
+        session.status_reason = "stopped by user"
+        session.stopped_at = now
+        session.save()
+    return session

@@ -1,0 +1,14 @@
+"""WSGI entry point for gunicorn: ``gunicorn -c config/gunicorn.conf.py wsgi:app``."""
+
+from gevent import monkey
+
+if monkey.is_module_patched("socket"):
+    # Under the gevent worker psycopg2 must yield to the hub while it waits on PostgreSQL,
+    # or one slow query blocks every request of the process.
+    from psycogreen.gevent import patch_psycopg
+
+    patch_psycopg()
+
+from app import create_app
+
+app = create_app()
