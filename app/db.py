@@ -24,7 +24,7 @@ class PostgresPool(PooledPostgresqlDatabase):
         return bool(conn.closed) or self._adapter.txn_status(conn) == self._adapter.txn_unknown
 
 
-db = PostgresPool(None, autoconnect=True, autorollback=True)
+db = PostgresPool(None, autoconnect=True)
 
 CONNECTION_ERRORS = (
     peewee.OperationalError,
@@ -60,6 +60,8 @@ def init_database(url: str, pool_size: int = 10) -> None:
         db.close_all()
     kwargs = connect_kwargs(url)
     name = kwargs.pop("database")
+    # Peewee's init() merges into the previous parameters; a stale port or host must not survive.
+    db.connect_params = {}
     db.init(name, max_connections=pool_size, timeout=10, stale_timeout=300, **kwargs)
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from peewee import (
     CharField,
@@ -27,6 +29,22 @@ OPEN_ORDER_STATUSES = ("NEW", "PARTIALLY_FILLED")
 def utcnow() -> datetime:
     """Timezone-aware current time in UTC."""
     return datetime.now(UTC)
+
+
+def _json_default(value):
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def dump_json(value) -> str:
+    """jsonb encoder: request bodies carry exact Decimals, JSON documents store numbers."""
+    return json.dumps(value, default=_json_default, allow_nan=False)
+
+
+def JsonDocument(**kwargs) -> BinaryJSONField:  # noqa: N802 - reads like a field class
+    """jsonb column written with :func:`dump_json`."""
+    return BinaryJSONField(dumps=dump_json, **kwargs)
 
 
 def Money(**kwargs) -> DecimalField:
@@ -155,7 +173,7 @@ class Agent(TimestampedModel):
     status = CharField(default="active")
     last_seen_at = DateTimeTZField(default=utcnow)
     heartbeat_interval_seconds = IntegerField(default=30)
-    metadata = BinaryJSONField(default=dict)
+    metadata = JsonDocument(default=dict)
 
     class Meta:
         table_name = "agents"
@@ -172,7 +190,7 @@ class Decision(BaseModel):
     decision = CharField()
     confidence = DecimalField(max_digits=6, decimal_places=5, auto_round=True)
     reasoning = TextField(default="")
-    context = BinaryJSONField(default=dict)
+    context = JsonDocument(default=dict)
     prompt = TextField(null=True)
     response = TextField(null=True)
     prompt_embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS, null=True)
@@ -204,7 +222,7 @@ class MarketPrice(BaseModel):
 
 class ConfigOverride(BaseModel):
     key = CharField(primary_key=True)
-    value = BinaryJSONField()
+    value = JsonDocument()
     updated_at = DateTimeTZField(default=utcnow)
 
     class Meta:

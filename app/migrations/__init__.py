@@ -21,36 +21,31 @@ def available() -> list[tuple[str, Path]]:
 
 
 def migrate() -> list[str]:
-    """Apply every pending migration; safe to call concurrently from several processes."""
+    """Apply every pending migration, each in its own transaction.
+
+    Safe to call concurrently from several processes: a session advisory lock serialises them.
+    """
     applied_now: list[str] = []
     with db.connection_context():
-        conn = db.connection()
-        with conn.cursor() as cur:
-            cur.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
-        conn.commit()
+        # Peewee keeps connections in autocommit; atomic() below opens a real transaction.
+        db.execute_sql("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
         try:
-            with conn.cursor() as cur:
-                cur.execute(
-                    "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                    " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-                )
-                cur.execute("SELECT version FROM schema_migrations")
-                done = {row[0] for row in cur.fetchall()}
-            conn.commit()
+            db.execute_sql(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {row[0] for row in db.execute_sql("SELECT version FROM schema_migrations")}
             for version, path in available():
                 if version in done:
                     continue
-                with conn.cursor() as cur:
-                    cur.execute(path.read_text())
-                    cur.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
-                conn.commit()
+                with db.atomic(), db.connection().cursor() as cursor:
+                    # A raw cursor: migration SQL may contain % and must not be interpolated.
+                    cursor.execute(path.read_text())
+                    cursor.execute(
+                        "INSERT INTO schema_migrations (version) VALUES (%s)", (version,)
+                    )
                 applied_now.append(version)
                 log.info("applied migration %s", version)
-        except Exception:
-            conn.rollback()
-            raise
         finally:
-            with conn.cursor() as cur:
-                cur.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
-            conn.commit()
+            db.execute_sql("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
     return applied_now

@@ -1,0 +1,85 @@
+"""`python -m app run` end to end: embedded database, worker, web server, clean Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+import requests
+
+from app.settings import PROJECT_ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(url: str, deadline: float) -> requests.Response:
+    while time.monotonic() < deadline:
+        try:
+            return requests.get(url, timeout=1)
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer in time")
+
+
+@pytest.fixture
+def run_process():
+    data_dir = tempfile.mkdtemp(prefix="cfr-", dir="/tmp")
+    port = free_port()
+    env = {
+        **os.environ,
+        "API_PORT": str(port),
+        "CRYPTOFUNK_DATA_DIR": data_dir,
+        "MARKET_FEED": "simulated",
+        "FEED_TICK_SECONDS": "0.2",
+        "WEB_CONCURRENCY": "1",
+    }
+    env.pop("DATABASE_URL", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app", "run"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    yield process, f"http://127.0.0.1:{port}"
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def test_run_serves_the_api_with_live_prices_and_stops_on_ctrl_c(run_process):
+    process, base = run_process
+    health = wait_for(f"{base}/health", time.monotonic() + 60)
+    assert health.status_code == 200
+    assert health.json()["status"] == "healthy"
+    started = requests.post(
+        f"{base}/api/v1/trade/start", json={"symbol": "SOL/USDT", "initial_capital": 5000}
+    )
+    assert started.status_code == 201
+    deadline = time.monotonic() + 15
+    symbols: set[str] = set()
+    while time.monotonic() < deadline and "SOL/USDT" not in symbols:
+        prices = requests.get(f"{base}/api/v1/market/prices").json()["prices"]
+        symbols = {price["symbol"] for price in prices}
+        time.sleep(0.3)
+    # The simulated feed follows configured symbols and those of active sessions.
+    assert {"BTC/USDT", "ETH/USDT", "SOL/USDT"} <= symbols
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    assert "CryptoFunk stopped" in output
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{base}/health", timeout=1)
