@@ -42,7 +42,7 @@ def dump_json(value) -> str:
     return json.dumps(value, default=_json_default, allow_nan=False)
 
 
-def JsonDocument(**kwargs) -> BinaryJSONField:  # noqa: N802 - reads like a field class
+def JsonDocument(**kwargs) -> BinaryJSONField:
     """jsonb column written with :func:`dump_json`."""
     return BinaryJSONField(dumps=dump_json, **kwargs)
 

@@ -82,7 +82,11 @@ def make_trade(order: Order, **overrides) -> Trade:
 
 
 def make_agent(name: str = "technical-agent", **overrides) -> Agent:
-    values = {"name": name, "status": "active", "metadata": {"version": "1.0.0", "type": "analysis"}}
+    values = {
+        "name": name,
+        "status": "active",
+        "metadata": {"version": "1.0.0", "type": "analysis"},
+    }
     values.update(overrides)
     return Agent.create(**values)
 

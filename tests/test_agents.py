@@ -15,7 +15,13 @@ def test_list_agents_with_health(client):
     body = client.get("/api/v1/agents").json
     assert body["count"] == 3
     by_name = {agent["name"]: agent for agent in body["agents"]}
-    assert set(by_name["trend-agent"]) >= {"name", "status", "last_seen_at", "is_healthy", "metadata"}
+    assert set(by_name["trend-agent"]) >= {
+        "name",
+        "status",
+        "last_seen_at",
+        "is_healthy",
+        "metadata",
+    }
     assert by_name["trend-agent"]["metadata"] == {"version": "1.0.0", "type": "strategy"}
     assert by_name["technical-agent"]["is_healthy"] is True
     assert by_name["stale-agent"]["is_healthy"] is False

@@ -93,9 +93,7 @@ def test_patch_rejects_invalid_values_naming_the_field(client, body, field):
 
 
 def test_patch_is_all_or_nothing(client):
-    response = client.patch(
-        "/api/v1/config", json={"max_position_size": 0.1, "min_confidence": 7}
-    )
+    response = client.patch("/api/v1/config", json={"max_position_size": 0.1, "min_confidence": 7})
     assert response.status_code == 400
     assert ConfigOverride.select().count() == 0
     assert client.get("/api/v1/config").json["config"]["risk"]["max_position_size"] == 0.2

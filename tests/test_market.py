@@ -8,7 +8,12 @@ from app.models import MarketPrice
 def test_tick_is_recorded_and_listed(client):
     response = client.post(
         "/api/v1/market/prices",
-        json={"symbol": "btc-usdt", "price": 42000.5, "volume": 1.25, "timestamp": "2025-01-15T10:00:00Z"},
+        json={
+            "symbol": "btc-usdt",
+            "price": 42000.5,
+            "volume": 1.25,
+            "timestamp": "2025-01-15T10:00:00Z",
+        },
     )
     assert response.status_code == 201
     price = response.json["price"]
@@ -23,8 +28,14 @@ def test_tick_is_recorded_and_listed(client):
 
 
 def test_newer_tick_replaces_older_and_stale_tick_is_ignored(client):
-    client.post("/api/v1/market/prices", json={"symbol": "ETH/USDT", "price": 3000, "timestamp": "2025-01-15T10:00:00Z"})
-    client.post("/api/v1/market/prices", json={"symbol": "ETH/USDT", "price": 3100, "timestamp": "2025-01-15T10:00:05Z"})
+    client.post(
+        "/api/v1/market/prices",
+        json={"symbol": "ETH/USDT", "price": 3000, "timestamp": "2025-01-15T10:00:00Z"},
+    )
+    client.post(
+        "/api/v1/market/prices",
+        json={"symbol": "ETH/USDT", "price": 3100, "timestamp": "2025-01-15T10:00:05Z"},
+    )
     stale = client.post(
         "/api/v1/market/prices",
         json={"symbol": "ETH/USDT", "price": 2900, "timestamp": "2025-01-15T09:59:00Z"},

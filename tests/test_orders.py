@@ -104,7 +104,9 @@ def test_missing_required_fields_are_reported(client):
     assert response.json["details"] == "Missing data for required field."
 
 
-@pytest.mark.parametrize("raw", ['{"quantity": NaN}', '{"quantity": Infinity}', "{bad json", "[1, 2"])
+@pytest.mark.parametrize(
+    "raw", ['{"quantity": NaN}', '{"quantity": Infinity}', "{bad json", "[1, 2"]
+)
 def test_malformed_json_and_non_finite_numbers_are_rejected(client, raw):
     make_session()
     response = client.post("/api/v1/orders", data=raw, content_type="application/json")

@@ -17,7 +17,11 @@ UPTIME = re.compile(r"^(\d+h)?(\d+m)?\d+s$")
 def test_root_returns_api_information(client):
     response = client.get("/")
     assert response.status_code == 200
-    assert response.json == {"name": "CryptoFunk Trading API", "version": "1.0.0", "status": "running"}
+    assert response.json == {
+        "name": "CryptoFunk Trading API",
+        "version": "1.0.0",
+        "status": "running",
+    }
 
 
 @pytest.mark.parametrize("path", ["/health", "/api/v1/health"])
@@ -82,16 +86,17 @@ def test_metrics_exposes_prometheus_text_with_trading_gauges(client):
     assert 'cryptofunk_orders{status="CANCELED"} 1.0' in text
     assert 'cryptofunk_sessions{status="RUNNING"} 1.0' in text
     assert "cryptofunk_database_up 1.0" in text
-    assert 'cryptofunk_http_requests_total{endpoint="/api/v1/orders",method="GET",status="200"}' in text
+    assert (
+        'cryptofunk_http_requests_total{endpoint="/api/v1/orders",method="GET",status="200"}'
+        in text
+    )
 
 
 def test_openapi_document_covers_every_route_with_schemas(client, app):
     response = client.get("/api/v1/openapi.json")
     assert response.status_code == 200
     spec = response.json
-    documented = {
-        (path, method.upper()) for path, ops in spec["paths"].items() for method in ops
-    }
+    documented = {(path, method.upper()) for path, ops in spec["paths"].items() for method in ops}
     for rule in app.url_map.iter_rules():
         if rule.endpoint.startswith("api-docs"):
             continue
