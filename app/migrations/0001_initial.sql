@@ -30,6 +30,7 @@ CREATE UNIQUE INDEX trading_sessions_one_active
     ON trading_sessions (symbol, mode) WHERE status IN ('RUNNING', 'PAUSED');
 CREATE INDEX trading_sessions_started ON trading_sessions (started_at DESC);
 CREATE INDEX trading_sessions_status ON trading_sessions (status, started_at DESC);
+CREATE INDEX trading_sessions_symbol ON trading_sessions (symbol, mode, started_at DESC);
 
 CREATE TABLE positions (
     id             uuid PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -97,6 +98,7 @@ CREATE INDEX orders_placed ON orders (placed_at DESC);
 CREATE INDEX orders_session ON orders (session_id, placed_at DESC);
 CREATE INDEX orders_symbol ON orders (symbol, placed_at DESC);
 CREATE INDEX orders_status ON orders (status, placed_at DESC);
+CREATE INDEX orders_side ON orders (side, placed_at DESC);
 CREATE INDEX orders_position ON orders (position_id);
 -- The matching engine scans only working orders.
 CREATE INDEX orders_open ON orders (symbol, placed_at) WHERE status IN ('NEW', 'PARTIALLY_FILLED');
