@@ -9,6 +9,11 @@ if monkey.is_module_patched("socket"):
 
     patch_psycopg()
 
-from app import create_app
+from app import create_app  # must follow the patch above
+from app.realtime.hub import hub
 
 app = create_app()
+
+if monkey.is_module_patched("socket"):
+    # Listen before the first client arrives, so no event of this process's lifetime is missed.
+    hub.ensure_started(app.extensions["cryptofunk"]["settings"].database_url)

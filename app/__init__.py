@@ -31,7 +31,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.api.base import RestApi
     from app.api.errors import register_error_handlers
     from app.api.hooks import register_request_hooks
+    from app.api.ws import sock
     from app.db import init_database
+    from app.realtime.hub import hub
 
     settings = settings or Settings.from_env()
     if not settings.database_url:
@@ -55,7 +57,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
         API_SPEC_OPTIONS={
             "info": {
-                "description": "REST + WebSocket API of the CryptoFunk multi-agent trading system."
+                "description": "REST + WebSocket API of the CryptoFunk multi-agent trading "
+                "system. Live events (order_update, trade, position_update, agent_status, "
+                "system_status, error, decision) stream on the WebSocket at /api/v1/ws."
             },
             "servers": [{"url": "/"}],
         },
@@ -68,6 +72,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_error_handlers(app)
     register_request_hooks(app)
     register_blueprints(app, api)
+    app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": hub.settings.max_message_size}
+    sock.init_app(app)
     return app
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import time
 
 import psycopg2
 
 from app.db import CONNECTION_ERRORS, connect_kwargs, db, init_database
+from app.events import publish_error, publish_status
 from app.runtime_config import current_config
 from app.settings import Settings
 from app.trading.feeds import SimulatedFeed, followed_symbols
@@ -70,6 +72,7 @@ class Engine:
             else None
         )
         self.stopping = False
+        self.identity = f"{socket.gethostname()}:{os.getpid()}"
 
     def _stop(self, signum, frame):
         self.stopping = True
@@ -92,7 +95,9 @@ class Engine:
                     time.sleep(STANDBY_POLL_SECONDS)
                     continue
                 log.info("engine is active (feed: %s)", self.settings.market_feed)
+                self._announce("engine_started", "Trading engine is active")
                 self._lead(lock)
+                self._announce("engine_stopped", "Trading engine stopped")
                 log.info("engine left the active role")
         finally:
             lock.release()
@@ -106,7 +111,29 @@ class Engine:
                     self.cycle()
             except CONNECTION_ERRORS as exc:
                 log.warning("engine cycle lost the database: %s", exc)
+            except Exception as exc:
+                # A failing cycle must not kill the engine; it is reported and retried.
+                log.exception("engine cycle failed")
+                self._report_failure(exc)
             time.sleep(max(0.0, self.tick_seconds - (time.monotonic() - started)))
+
+    def _announce(self, status: str, message: str) -> None:
+        try:
+            with db.connection_context():
+                publish_status(
+                    status, message, feed=self.settings.market_feed, process=self.identity
+                )
+        except CONNECTION_ERRORS as exc:
+            log.warning("could not publish %s: %s", status, exc)
+
+    def _report_failure(self, exc: Exception) -> None:
+        try:
+            with db.connection_context():
+                publish_error(
+                    "Engine cycle failed", f"{type(exc).__name__}: {exc}", process=self.identity
+                )
+        except CONNECTION_ERRORS:
+            log.warning("could not publish the engine failure")
 
     def cycle(self) -> None:
         """One engine step: new market ticks."""

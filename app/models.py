@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from peewee import (
+    AutoField,
     CharField,
     DecimalField,
     ForeignKeyField,
@@ -229,7 +230,20 @@ class ConfigOverride(BaseModel):
         table_name = "config_overrides"
 
 
+class SystemEvent(BaseModel):
+    """An engine, configuration or failure event; inserting one publishes it."""
+
+    id = AutoField()
+    type = CharField()
+    data = JsonDocument()
+    created_at = DateTimeTZField(default=utcnow)
+
+    class Meta:
+        table_name = "system_events"
+
+
 ALL_TABLES = (
+    "system_events",
     "trades",
     "orders",
     "positions",

@@ -13,6 +13,7 @@ from peewee import EXCLUDED
 
 from app.db import db
 from app.errors import InvalidInput
+from app.events import publish_status
 from app.models import ConfigOverride, utcnow
 from app.settings import VERSION, Settings, load_defaults
 
@@ -84,9 +85,11 @@ def update_config(updates: dict[str, object]) -> dict[str, object]:
         {"key": name, "value": _jsonable(value), "updated_at": now}
         for name, value in updates.items()
     ]
+    applied = {name: _jsonable(value) for name, value in updates.items()}
     with db.atomic():
         ConfigOverride.insert_many(rows).on_conflict(
             conflict_target=[ConfigOverride.key],
             update={ConfigOverride.value: EXCLUDED.value, ConfigOverride.updated_at: now},
         ).execute()
-    return {name: _jsonable(value) for name, value in updates.items()}
+        publish_status("config_updated", "Configuration updated", updates=applied)
+    return applied

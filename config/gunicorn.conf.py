@@ -29,6 +29,30 @@ def on_starting(server):
         server._cryptofunk_metrics_dir = path
 
 
+def post_worker_init(worker):
+    # SIGTERM only flips worker.alive; WebSocket requests would then hold the worker for the
+    # whole graceful timeout. Watch for it and close every socket with 1001 (going away).
+    import gevent
+
+    def close_websockets_on_shutdown():
+        while worker.alive:
+            gevent.sleep(0.25)
+        _shutdown_hub()
+
+    gevent.spawn(close_websockets_on_shutdown)
+
+
+def worker_int(worker):
+    # SIGINT/SIGQUIT: quick shutdown; still say goodbye with 1001.
+    _shutdown_hub()
+
+
+def _shutdown_hub():
+    from app.realtime.hub import hub
+
+    hub.shutdown()
+
+
 def child_exit(server, worker):
     from prometheus_client import multiprocess
 

@@ -9,6 +9,7 @@ from flask import Response
 from app.api.base import ApiBlueprint
 from app.db import CONNECTION_ERRORS, db
 from app.metrics import render
+from app.realtime.hub import hub
 from app.realtime.presence import connected_clients
 from app.schemas.system import HealthSchema, InfoSchema, StatusSchema
 from app.settings import VERSION
@@ -86,10 +87,13 @@ def health():
 def status():
     """Detailed system status including all components."""
     database = "healthy" if database_ok() else "unhealthy"
+    # This process's event listener: unhealthy while it is reconnecting to the database.
+    websocket = "unhealthy" if hub.started and not hub.listening else "healthy"
+    healthy = database == "healthy" and websocket == "healthy"
     return {
-        "status": "operational" if database == "healthy" else "degraded",
+        "status": "operational" if healthy else "degraded",
         "version": VERSION,
         "uptime": uptime(),
-        "components": {"database": database, "api": "healthy", "websocket": "healthy"},
+        "components": {"database": database, "api": "healthy", "websocket": websocket},
         "websocket": {"connected_clients": connected_clients() if database == "healthy" else 0},
     }

@@ -1,0 +1,357 @@
+"""The per-process WebSocket hub: one LISTEN connection in, a bounded queue per client out.
+
+Every web process runs one hub. Its listener greenlet holds a dedicated autocommit connection
+(not from the request pool) that LISTENs on ``cryptofunk_events``; each notification is parsed
+once and its frame offered to every subscribed client's queue. A client whose queue is full is
+disconnected (1013) instead of slowing the others. Each client has one sender greenlet that does
+every write to its socket: events, pongs, keepalive pings (with the pong deadline), and closes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+
+import gevent
+import psycopg2
+from gevent.event import Event as GeventEvent
+from gevent.queue import Empty, Full, Queue
+from gevent.select import select
+from simple_websocket import ConnectionClosed
+from wsproto.events import CloseConnection, Ping, TextMessage
+
+from app.db import CONNECTION_ERRORS, connect_kwargs, db
+from app.errors import InvalidInput
+from app.realtime.protocol import (
+    Event,
+    Subscription,
+    envelope,
+    error_message,
+    parse_client_message,
+)
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "cryptofunk_events"
+GOING_AWAY = 1001
+POLICY_VIOLATION = 1008
+TRY_AGAIN_LATER = 1013
+RECONNECT_BACKOFF_START = 0.5
+RECONNECT_BACKOFF_MAX = 10.0
+# An idle listener checks its connection this often; a dropped server connection is noticed
+# at once anyway (the socket becomes readable and poll() raises).
+LISTENER_IDLE_CHECK_SECONDS = 15.0
+PRESENCE_REFRESH_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    ping_interval: float = 54.0
+    pong_timeout: float = 60.0
+    send_queue: int = 256
+    write_timeout: float = 10.0
+    max_message_size: int = 512
+
+    @classmethod
+    def from_env(cls) -> HubSettings:
+        return cls(
+            ping_interval=float(os.environ.get("WS_PING_INTERVAL", "54")),
+            pong_timeout=float(os.environ.get("WS_PONG_TIMEOUT", "60")),
+            send_queue=int(os.environ.get("WS_SEND_QUEUE", "256")),
+            write_timeout=float(os.environ.get("WS_WRITE_TIMEOUT", "10")),
+        )
+
+
+class ClientConnection:
+    """One WebSocket client: its subscription, its send queue and its sender greenlet."""
+
+    def __init__(self, ws, settings: HubSettings, on_closed):
+        self.ws = ws
+        self.settings = settings
+        self.subscription = Subscription()
+        self.queue: Queue = Queue(maxsize=settings.send_queue)
+        self.open = True
+        self.finished = GeventEvent()
+        self._on_closed = on_closed
+        self.sender = gevent.spawn(self._send_loop)
+
+    def offer(self, frame: str) -> bool:
+        """Queue a frame without ever waiting; False when the client has fallen behind."""
+        try:
+            self.queue.put_nowait(frame)
+        except Full:
+            return False
+        return True
+
+    def _write(self, event) -> None:
+        # sendall, not simple-websocket's send(): a partial socket write must never truncate a
+        # frame. Bounded by the write timeout so one stuck client cannot hold its greenlet.
+        with gevent.Timeout(self.settings.write_timeout):
+            self.ws.sock.sendall(self.ws.ws.send(event))
+
+    def _send_loop(self) -> None:
+        interval = self.settings.ping_interval
+        pong_wait = max(1.0, self.settings.pong_timeout - interval)
+        next_ping = time.monotonic() + interval
+        pong_deadline: float | None = None
+        try:
+            while True:
+                wake_at = pong_deadline if pong_deadline is not None else next_ping
+                try:
+                    item = self.queue.get(timeout=max(0.0, wake_at - time.monotonic()))
+                except Empty:
+                    item = None
+                if isinstance(item, _Close):
+                    self._finish(item.code, item.reason)
+                    return
+                if item is not None:
+                    self._write(TextMessage(data=item))
+                    continue
+                now = time.monotonic()
+                if pong_deadline is not None and now >= pong_deadline:
+                    if not self.ws.pong_received:
+                        self._abandon(POLICY_VIOLATION, "Ping/Pong timeout")
+                        return
+                    pong_deadline = None
+                if now >= next_ping:
+                    self.ws.pong_received = False
+                    self._write(Ping())
+                    pong_deadline = now + pong_wait
+                    next_ping = now + interval
+        except gevent.Timeout:
+            # The peer stopped reading mid-frame: a close frame can no longer be framed.
+            self._abandon(None, None)
+        except (ConnectionClosed, OSError):
+            self._abandon(None, None)
+
+    def close(self, code: int | None, reason: str | None) -> None:
+        """Close once, without blocking the caller (typically the listener fanning out).
+
+        Only the sender greenlet writes to the socket: pending frames are discarded and the
+        sender writes the close frame after the frame it may be writing now.
+        """
+        if not self.open:
+            return
+        self.open = False
+        self._on_closed(self)
+        while True:
+            try:
+                self.queue.get_nowait()
+            except Empty:
+                break
+        if self.sender.dead:
+            self._finish(None, None)
+        else:
+            self.queue.put_nowait(_Close(code, reason))
+
+    def _abandon(self, code: int | None, reason: str | None) -> None:
+        """Called by the sender itself when the connection cannot go on."""
+        if self.open:
+            self.open = False
+            self._on_closed(self)
+        self._finish(code, reason)
+
+    def _finish(self, code: int | None, reason: str | None) -> None:
+        if code is not None and self.ws.connected:
+            with contextlib.suppress(gevent.Timeout, ConnectionClosed, OSError):
+                self._write(CloseConnection(code=code, reason=reason or ""))
+        self.ws.connected = False
+        self.ws.event.set()  # wakes the request greenlet blocked in receive()
+        gevent.spawn_later(1.0, _shutdown_socket, self.ws.sock)
+        self.finished.set()
+
+
+@dataclass(frozen=True)
+class _Close:
+    code: int | None
+    reason: str | None
+
+
+def _shutdown_socket(sock) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class Hub:
+    """Clients of this process, the listener feeding them, and the presence row counting them."""
+
+    def __init__(self, settings: HubSettings | None = None):
+        self.settings = settings or HubSettings.from_env()
+        self.clients: set[ClientConnection] = set()
+        self.process_id: str | None = None
+        self.database_url: str | None = None
+        self.listening = False
+        self.started = False
+        self.stopping = False
+        self._presence_changed = GeventEvent()
+        self._greenlets: list[gevent.Greenlet] = []
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def ensure_started(self, database_url: str) -> None:
+        """Start the listener and presence greenlets in this process (once, after fork)."""
+        if self.started:
+            return
+        self.started = True
+        self.database_url = database_url
+        self.process_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._greenlets = [gevent.spawn(self._listen_forever), gevent.spawn(self._presence_loop)]
+
+    def shutdown(self, code: int = GOING_AWAY, reason: str = "server shutting down") -> None:
+        """Close every client (1001 by default) and stop the background greenlets."""
+        if self.stopping:
+            return
+        self.stopping = True
+        closing = list(self.clients)
+        for client in closing:
+            client.close(code, reason)
+        gevent.killall(self._greenlets, block=False)
+        # A quick shutdown exits right after this returns: let the close frames go out first.
+        deadline = time.monotonic() + 2.0
+        for client in closing:
+            client.finished.wait(timeout=max(0.0, deadline - time.monotonic()))
+        if self.process_id is not None:
+            try:
+                with db.connection_context():
+                    db.execute_sql(
+                        "DELETE FROM ws_presence WHERE process_id = %s", (self.process_id,)
+                    )
+            except CONNECTION_ERRORS:
+                log.warning("could not remove the presence row of %s", self.process_id)
+
+    # -- clients -------------------------------------------------------------------------
+    def attach(self, ws) -> ClientConnection:
+        client = ClientConnection(ws, self.settings, self._detached)
+        self.clients.add(client)
+        self._presence_changed.set()
+        return client
+
+    def _detached(self, client: ClientConnection) -> None:
+        self.clients.discard(client)
+        self._presence_changed.set()
+
+    def serve(self, ws) -> None:
+        """Run one client connection until it closes (the WebSocket request greenlet)."""
+        client = self.attach(ws)
+        try:
+            while client.open:
+                raw = ws.receive()
+                if raw is None:
+                    continue
+                self.handle_message(client, raw)
+        except ConnectionClosed:
+            pass
+        finally:
+            client.close(None, None)
+            # The socket is released only once our close has been written.
+            client.finished.wait(timeout=self.settings.write_timeout + 2)
+
+    def handle_message(self, client: ClientConnection, raw) -> None:
+        try:
+            message_type, data = parse_client_message(raw)
+            if message_type == "ping":
+                reply = envelope("pong", {})
+            elif message_type == "pong":
+                return
+            elif message_type == "subscribe":
+                client.subscription = client.subscription.narrowed(data)
+                reply = envelope("subscribed", client.subscription.describe())
+            else:
+                client.subscription = client.subscription.widened(data)
+                reply = envelope("unsubscribed", client.subscription.describe())
+        except InvalidInput as exc:
+            reply = error_message(exc.message, exc.details or exc.message)
+        if not client.offer(reply):
+            client.close(TRY_AGAIN_LATER, "send queue full")
+
+    def broadcast(self, payload: str) -> int:
+        """Offer one published event to every interested client; returns how many got it."""
+        try:
+            event = Event.from_payload(payload)
+        except (ValueError, KeyError, TypeError):
+            log.warning("dropping malformed event payload: %.200s", payload)
+            return 0
+        delivered = 0
+        for client in list(self.clients):
+            if not client.open or not client.subscription.matches(event):
+                continue
+            if client.offer(event.frame):
+                delivered += 1
+            else:
+                client.close(TRY_AGAIN_LATER, "send queue full: client too slow")
+        return delivered
+
+    def announce(self, status: str, message: str) -> None:
+        """A local system_status to this process's clients (not an event of the database)."""
+        self.broadcast(
+            envelope("system_status", {"status": status, "message": message, "metadata": {}})
+        )
+
+    # -- listener ------------------------------------------------------------------------
+    def _listen_forever(self) -> None:
+        backoff = RECONNECT_BACKOFF_START
+        connected_before = False
+        while not self.stopping:
+            conn = None
+            try:
+                conn = psycopg2.connect(**connect_kwargs(self.database_url))
+                conn.autocommit = True
+                with conn.cursor() as cursor:
+                    cursor.execute(f"LISTEN {CHANNEL}")
+                self.listening = True
+                backoff = RECONNECT_BACKOFF_START
+                if connected_before:
+                    log.info("event listener reconnected")
+                    self.announce(
+                        "events_reconnected",
+                        "Live events resumed after a database reconnect; re-read state over REST",
+                    )
+                connected_before = True
+                self._pump(conn)
+            except (psycopg2.Error, OSError) as exc:
+                log.warning(
+                    "event listener lost the database (%s); retrying in %.1fs", exc, backoff
+                )
+            finally:
+                self.listening = False
+                if conn is not None and not conn.closed:
+                    conn.close()
+            if self.stopping:
+                return
+            gevent.sleep(backoff)
+            backoff = min(backoff * 2, RECONNECT_BACKOFF_MAX)
+
+    def _pump(self, conn) -> None:
+        while not self.stopping:
+            readable, _, _ = select([conn], [], [], LISTENER_IDLE_CHECK_SECONDS)
+            if not readable:
+                with conn.cursor() as cursor:
+                    cursor.execute("SELECT 1")
+            conn.poll()
+            while conn.notifies:
+                self.broadcast(conn.notifies.pop(0).payload)
+
+    # -- presence ------------------------------------------------------------------------
+    def _presence_loop(self) -> None:
+        while not self.stopping:
+            self._presence_changed.wait(timeout=PRESENCE_REFRESH_SECONDS)
+            self._presence_changed.clear()
+            try:
+                with db.connection_context():
+                    db.execute_sql(
+                        "INSERT INTO ws_presence (process_id, clients, seen_at) "
+                        "VALUES (%s, %s, now()) ON CONFLICT (process_id) "
+                        "DO UPDATE SET clients = EXCLUDED.clients, seen_at = EXCLUDED.seen_at",
+                        (self.process_id, len(self.clients)),
+                    )
+            except CONNECTION_ERRORS as exc:
+                log.warning("could not record WebSocket presence: %s", exc)
+            # Bursts of connects and disconnects are written at most twice a second.
+            gevent.sleep(0.5)
+
+
+hub = Hub()
