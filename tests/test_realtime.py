@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import socket
+import subprocess
+import sys
 import time
 from decimal import Decimal
 
@@ -12,6 +15,7 @@ import pytest
 import requests
 
 from app.db import db
+from app.settings import PROJECT_ROOT
 from tests.factories import make_order, make_position, make_session, make_trade
 from tests.live import (
     LiveClient,
@@ -348,3 +352,43 @@ def test_graceful_shutdown_closes_sockets_with_1001(app, database_url):
     web.process.wait(timeout=15)
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", web.port), timeout=1)
+
+
+def start_worker(database_url: str) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "MARKET_FEED": "manual",
+        "LOG_LEVEL": "warning",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "app", "worker"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def test_engine_start_stop_and_standby_takeover_are_announced(server, client, database_url):
+    active = start_worker(database_url)
+    standby = start_worker(database_url)
+    try:
+        first = client.next_of("system_status", status="engine_started", timeout=15)
+        assert first["data"]["message"] == "Trading engine is active"
+        assert client.drain(quiet=1.5) == []  # the standby stays quiet while it waits
+        process = first["data"]["metadata"]["process"]
+        leader, follower = (
+            (active, standby) if process.endswith(f":{active.pid}") else (standby, active)
+        )
+        leader.kill()  # a crash: no goodbye, the advisory lock dies with its connection
+        takeover = client.next_of("system_status", status="engine_started", timeout=15)
+        assert takeover["data"]["metadata"]["process"].endswith(f":{follower.pid}")
+        follower.send_signal(signal.SIGTERM)
+        assert client.next_of("system_status", status="engine_stopped", timeout=15)
+        assert follower.wait(timeout=15) == 0
+    finally:
+        for process in (active, standby):
+            if process.poll() is None:
+                process.kill()
+                process.wait()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask import request
 from flask_sock import Sock
 
 from app.api.base import settings
@@ -9,9 +10,21 @@ from app.db import close_request_connection
 from app.realtime.hub import hub
 
 sock = Sock()
+WS_PATH = "/api/v1/ws"
 
 
-@sock.route("/api/v1/ws")
+def decline_compression():
+    """Refuse permessage-deflate for the event stream.
+
+    With per-connection compression every event would be deflated once per client; without it a
+    frame is the same bytes for everyone and is encoded once (app/realtime/frames.py). Event
+    payloads are small JSON, so little is lost on the wire.
+    """
+    if request.path == WS_PATH:
+        request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
+
+
+@sock.route(WS_PATH)
 def events(ws):
     """Stream events to one client; the request holds no pooled database connection."""
     close_request_connection()

@@ -23,10 +23,11 @@ from gevent.event import Event as GeventEvent
 from gevent.queue import Empty, Full, Queue
 from gevent.select import select
 from simple_websocket import ConnectionClosed
-from wsproto.events import CloseConnection, Ping, TextMessage
+from wsproto.events import CloseConnection, Ping
 
 from app.db import CONNECTION_ERRORS, connect_kwargs, db
 from app.errors import InvalidInput
+from app.realtime.frames import text_frame
 from app.realtime.protocol import (
     Event,
     Subscription,
@@ -47,6 +48,8 @@ RECONNECT_BACKOFF_MAX = 10.0
 # at once anyway (the socket becomes readable and poll() raises).
 LISTENER_IDLE_CHECK_SECONDS = 15.0
 PRESENCE_REFRESH_SECONDS = 5.0
+# Queued frames a sender joins into one socket write when a client has fallen a little behind.
+MAX_FRAMES_PER_WRITE = 64
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,7 @@ class ClientConnection:
         self._on_closed = on_closed
         self.sender = gevent.spawn(self._send_loop)
 
-    def offer(self, frame: str) -> bool:
+    def offer(self, frame: bytes) -> bool:
         """Queue a frame without ever waiting; False when the client has fallen behind."""
         try:
             self.queue.put_nowait(frame)
@@ -88,11 +91,26 @@ class ClientConnection:
             return False
         return True
 
-    def _write(self, event) -> None:
+    def _write(self, data: bytes) -> None:
         # sendall, not simple-websocket's send(): a partial socket write must never truncate a
         # frame. Bounded by the write timeout so one stuck client cannot hold its greenlet.
         with gevent.Timeout(self.settings.write_timeout):
-            self.ws.sock.sendall(self.ws.ws.send(event))
+            self.ws.sock.sendall(data)
+
+    def _take_queued(self, first: bytes) -> tuple[bytes, _Close | None]:
+        """``first`` plus whatever else is queued, as one write (one syscall under load)."""
+        frames = [first]
+        closing = None
+        while len(frames) < MAX_FRAMES_PER_WRITE:
+            try:
+                item = self.queue.get_nowait()
+            except Empty:
+                break
+            if isinstance(item, _Close):
+                closing = item
+                break
+            frames.append(item)
+        return b"".join(frames), closing
 
     def _send_loop(self) -> None:
         interval = self.settings.ping_interval
@@ -110,7 +128,11 @@ class ClientConnection:
                     self._finish(item.code, item.reason)
                     return
                 if item is not None:
-                    self._write(TextMessage(data=item))
+                    data, closing = self._take_queued(item)
+                    self._write(data)
+                    if closing is not None:
+                        self._finish(closing.code, closing.reason)
+                        return
                     continue
                 now = time.monotonic()
                 if pong_deadline is not None and now >= pong_deadline:
@@ -120,7 +142,7 @@ class ClientConnection:
                     pong_deadline = None
                 if now >= next_ping:
                     self.ws.pong_received = False
-                    self._write(Ping())
+                    self._write(self.ws.ws.send(Ping()))
                     pong_deadline = now + pong_wait
                     next_ping = now + interval
         except gevent.Timeout:
@@ -159,7 +181,7 @@ class ClientConnection:
     def _finish(self, code: int | None, reason: str | None) -> None:
         if code is not None and self.ws.connected:
             with contextlib.suppress(gevent.Timeout, ConnectionClosed, OSError):
-                self._write(CloseConnection(code=code, reason=reason or ""))
+                self._write(self.ws.ws.send(CloseConnection(code=code, reason=reason or "")))
         self.ws.connected = False
         self.ws.event.set()  # wakes the request greenlet blocked in receive()
         gevent.spawn_later(1.0, _shutdown_socket, self.ws.sock)
@@ -265,7 +287,7 @@ class Hub:
                 reply = envelope("unsubscribed", client.subscription.describe())
         except InvalidInput as exc:
             reply = error_message(exc.message, exc.details or exc.message)
-        if not client.offer(reply):
+        if not client.offer(text_frame(reply)):
             client.close(TRY_AGAIN_LATER, "send queue full")
 
     def broadcast(self, payload: str) -> int:
@@ -275,11 +297,12 @@ class Hub:
         except (ValueError, KeyError, TypeError):
             log.warning("dropping malformed event payload: %.200s", payload)
             return 0
+        frame = text_frame(event.frame)
         delivered = 0
         for client in list(self.clients):
             if not client.open or not client.subscription.matches(event):
                 continue
-            if client.offer(event.frame):
+            if client.offer(frame):
                 delivered += 1
             else:
                 client.close(TRY_AGAIN_LATER, "send queue full: client too slow")

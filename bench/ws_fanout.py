@@ -1,0 +1,130 @@
+"""WebSocket fan-out benchmark: commit-to-client latency and delivery ratio on one web worker.
+
+Starts its own embedded PostgreSQL (or uses DATABASE_URL) and one gunicorn gevent worker,
+connects N clients from a separate gevent process, then inserts real system_events rows (each
+one a NOTIFY from its trigger) at a fixed rate. Each row carries its commit-side wall time; a
+client measures receipt time minus that.
+
+    python bench/ws_fanout.py                      # 1000 and 200 clients, 50 events/s, 20 s
+    python bench/ws_fanout.py --clients 1000 --rate 50 --seconds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg2
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app.db import connect_kwargs, init_database  # noqa: E402
+from app.migrations import migrate  # noqa: E402
+from tests.live import WebServer  # noqa: E402
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def run(database_url: str, clients: int, rate: float, seconds: float) -> dict:
+    web = WebServer(database_url, workers=1, LOG_LEVEL="warning")
+    load = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "ws_clients.py"),
+            web.ws_url,
+            "--clients",
+            str(clients),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        ready = json.loads(load.stdout.readline())["ready"]
+        time.sleep(6)  # presence rows refresh every 5 s
+        status = requests.get(web.url("/api/v1/status"), timeout=5).json()
+        conn = psycopg2.connect(**connect_kwargs(database_url))
+        conn.autocommit = True
+        sent = 0
+        started = time.monotonic()
+        with conn.cursor() as cursor:
+            while (elapsed := time.monotonic() - started) < seconds:
+                due = int(elapsed * rate) + 1
+                while sent < due:
+                    cursor.execute(
+                        "INSERT INTO system_events (type, data) VALUES ('system_status', "
+                        "jsonb_build_object('status', 'bench', 'message', 'fan-out benchmark', "
+                        "'n', %s, 't', %s))",
+                        (sent, time.time()),
+                    )
+                    sent += 1
+                time.sleep(max(0.0, (sent / rate) - (time.monotonic() - started)))
+        conn.close()
+        time.sleep(2)  # let the last events arrive
+        load.stdin.write("done\n")
+        load.stdin.flush()
+        measured = json.loads(load.stdout.readline())
+    finally:
+        load.kill()
+        web.stop()
+    latencies = measured["latencies"]
+    expected = sent * ready
+    return {
+        "clients": clients,
+        "connected": ready,
+        "connected_clients_reported": status["websocket"]["connected_clients"],
+        "events": sent,
+        "rate_per_s": rate,
+        "deliveries": len(latencies),
+        "delivery_ratio": round(len(latencies) / expected, 4) if expected else 0.0,
+        "clients_with_every_event": sum(1 for n in measured["received"] if n == sent),
+        "disconnected": len(measured["closed_codes"]),
+        "latency_ms_p50": round(percentile(latencies, 0.50) * 1000, 1) if latencies else None,
+        "latency_ms_p99": round(percentile(latencies, 0.99) * 1000, 1) if latencies else None,
+        "latency_ms_max": round(max(latencies) * 1000, 1) if latencies else None,
+        "latency_ms_mean": round(statistics.fmean(latencies) * 1000, 1) if latencies else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, nargs="*", default=[1000, 200])
+    parser.add_argument("--rate", type=float, default=50)
+    parser.add_argument("--seconds", type=float, default=20)
+    args = parser.parse_args()
+    data_dir = None
+    embedded = None
+    database_url = os.environ.get("DATABASE_URL")
+    if not database_url:
+        from app.embedded import EmbeddedPostgres
+
+        data_dir = tempfile.mkdtemp(prefix="cfb-", dir="/tmp")
+        embedded = EmbeddedPostgres(data_dir, cleanup_mode="delete")
+        database_url = embedded.url("cryptofunk_bench")
+    init_database(database_url, pool_size=2)
+    migrate()
+    try:
+        for clients in args.clients:
+            print(json.dumps(run(database_url, clients, args.rate, args.seconds)), flush=True)
+    finally:
+        if embedded:
+            embedded.stop()
+        if data_dir:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
