@@ -392,3 +392,14 @@ def test_engine_start_stop_and_standby_takeover_are_announced(server, client, da
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+def test_oversized_event_is_sent_compact_and_marked_truncated(server, client):
+    api(
+        server, "POST", "/api/v1/agents/chatty-agent/heartbeat",
+        metadata={"notes": "x" * 9000, "version": "1"},
+    )  # fmt: skip
+    data = client.next_of("agent_status")["data"]
+    assert data["truncated"] is True
+    assert (data["name"], data["status"]) == ("chatty-agent", "active")
+    assert "metadata" not in data
