@@ -117,7 +117,22 @@ def cmd_run(settings: Settings) -> int:
     return exit_code
 
 
-COMMANDS = {"run": cmd_run, "web": cmd_web, "worker": cmd_worker, "migrate": cmd_migrate}
+def cmd_replay_sample(settings: Settings) -> int:
+    """Regenerate the OHLCV sample the replay feed ships with."""
+    from app.trading.feeds import write_sample
+
+    for path in write_sample():
+        print(f"wrote {path}")
+    return 0
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "web": cmd_web,
+    "worker": cmd_worker,
+    "migrate": cmd_migrate,
+    "replay-sample": cmd_replay_sample,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,22 +4,30 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import signal
 import socket
 import time
+from datetime import timedelta
 
 import psycopg2
 
 from app.db import CONNECTION_ERRORS, connect_kwargs, db, init_database
 from app.events import publish_error, publish_status
-from app.runtime_config import current_config
+from app.models import MarketTick, utcnow
+from app.runtime_config import trading_rules
 from app.settings import Settings
-from app.trading.feeds import SimulatedFeed, followed_symbols
+from app.trading.exchange import Rules, mark_to_market, process_pending
+from app.trading.feeds import ReplayFeed, SimulatedFeed, followed_symbols
 
 log = logging.getLogger(__name__)
 
 ENGINE_LOCK_KEY = 727_002
 STANDBY_POLL_SECONDS = 1.0
+WAKE_CHANNEL = "cryptofunk_engine"
+MAX_IDLE_SECONDS = 1.0
+TICK_BATCH = 500
+PRUNE_INTERVAL_SECONDS = 3600
 
 
 class LeaderLock:
@@ -50,6 +58,22 @@ class LeaderLock:
         except psycopg2.Error:
             return False
 
+    def listen(self, channel: str) -> None:
+        with self.conn.cursor() as cur:
+            cur.execute(f"LISTEN {channel}")
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep until a notification or ``timeout``; False if the connection (and lock) died."""
+        try:
+            readable, _, _ = select.select([self.conn], [], [], timeout)
+            self.conn.poll()
+            self.conn.notifies.clear()
+            if not readable and timeout >= MAX_IDLE_SECONDS:
+                return self.still_held()
+            return True
+        except (psycopg2.Error, OSError):
+            return False
+
     def release(self) -> None:
         if self.conn is not None and not self.conn.closed:
             self.conn.close()
@@ -57,22 +81,17 @@ class LeaderLock:
 
 
 class Engine:
-    """Drives the market feed while it holds the leader lock."""
+    """The active engine: feed ticks, match orders, mark positions, sample equity."""
 
-    def __init__(self, settings: Settings, tick_seconds: float | None = None):
+    def __init__(self, settings: Settings):
         self.settings = settings
-        self.tick_seconds = tick_seconds or float(os.environ.get("FEED_TICK_SECONDS", "1.0"))
-        self.feed = (
-            SimulatedFeed(
-                seed=int(os.environ.get("FEED_SEED", "42")),
-                volatility=float(os.environ.get("FEED_VOLATILITY", "0.0005")),
-                drift=float(os.environ.get("FEED_DRIFT", "0.0")),
-            )
-            if settings.market_feed == "simulated"
-            else None
-        )
+        self.feed = build_feed(settings.market_feed)
         self.stopping = False
         self.identity = f"{socket.gethostname()}:{os.getpid()}"
+        self.next_feed_at = 0.0
+        self.next_mark_at = 0.0
+        self.next_sample_at = 0.0
+        self.next_prune_at = 0.0
 
     def _stop(self, signum, frame):
         self.stopping = True
@@ -89,6 +108,7 @@ class Engine:
                     if not lock.try_acquire():
                         time.sleep(STANDBY_POLL_SECONDS)
                         continue
+                    lock.listen(WAKE_CHANNEL)
                 except psycopg2.Error as exc:
                     log.warning("database unavailable (%s); retrying", exc)
                     lock.release()
@@ -104,18 +124,51 @@ class Engine:
             db.close_all()
 
     def _lead(self, lock: LeaderLock) -> None:
-        while not self.stopping and lock.still_held():
-            started = time.monotonic()
+        while not self.stopping:
             try:
                 with db.connection_context():
-                    self.cycle()
+                    busy = self.cycle()
             except CONNECTION_ERRORS as exc:
                 log.warning("engine cycle lost the database: %s", exc)
+                busy = False
             except Exception as exc:
                 # A failing cycle must not kill the engine; it is reported and retried.
                 log.exception("engine cycle failed")
                 self._report_failure(exc)
-            time.sleep(max(0.0, self.tick_seconds - (time.monotonic() - started)))
+                busy = False
+            if busy:
+                continue  # more ticks may be waiting: go again at once
+            if not lock.wait(self._seconds_until_due()):
+                return  # the lock connection is gone, and the lock with it
+
+    def _seconds_until_due(self) -> float:
+        now = time.monotonic()
+        due = [self.next_mark_at, self.next_sample_at]
+        if self.feed is not None:
+            due.append(self.next_feed_at)
+        return max(0.0, min(min(due) - now, MAX_IDLE_SECONDS))
+
+    def cycle(self) -> bool:
+        """One engine step; True when it hit its batch limit and should run again at once."""
+        now = time.monotonic()
+        if self.feed is not None and now >= self.next_feed_at:
+            self.next_feed_at = now + self.feed.interval
+            configured = trading_rules()["trading"]["symbols"]
+            with db.atomic():
+                self.feed.tick(followed_symbols(configured))
+        rules = Rules.current()
+        handled = process_pending(rules, max_ticks=TICK_BATCH)
+        config = trading_rules()["exchange"]
+        if now >= self.next_mark_at:
+            self.next_mark_at = now + float(config["mark_interval_seconds"])
+            sample = now >= self.next_sample_at
+            if sample:
+                self.next_sample_at = now + float(config["equity_sample_seconds"])
+            mark_to_market(rules, sample)
+        if now >= self.next_prune_at:
+            self.next_prune_at = now + PRUNE_INTERVAL_SECONDS
+            prune_ticks()
+        return handled >= TICK_BATCH
 
     def _announce(self, status: str, message: str) -> None:
         try:
@@ -135,8 +188,29 @@ class Engine:
         except CONNECTION_ERRORS:
             log.warning("could not publish the engine failure")
 
-    def cycle(self) -> None:
-        """One engine step: new market ticks."""
-        if self.feed is not None:
-            configured = current_config(self.settings)["trading"]["symbols"]
-            self.feed.tick(followed_symbols(configured))
+
+def build_feed(name: str):
+    """The market feed the engine drives itself (manual ticks arrive through the API)."""
+    if name == "simulated":
+        return SimulatedFeed(
+            interval=float(os.environ.get("FEED_TICK_SECONDS", "1.0")),
+            seed=int(os.environ.get("FEED_SEED", "42")),
+            volatility=float(os.environ.get("FEED_VOLATILITY", "0.0005")),
+            drift=float(os.environ.get("FEED_DRIFT", "0.0")),
+        )
+    if name == "replay":
+        return ReplayFeed.from_env()
+    return None
+
+
+def prune_ticks() -> int:
+    """Drop processed ticks older than the retention period (TICK_RETENTION_DAYS, default 7)."""
+    days = int(os.environ.get("TICK_RETENTION_DAYS", "7"))
+    return (
+        MarketTick.delete()
+        .where(
+            MarketTick.processed_at.is_null(False),
+            MarketTick.tick_time < utcnow() - timedelta(days=days),
+        )
+        .execute()
+    )

@@ -10,6 +10,7 @@ from decimal import Decimal
 from peewee import (
     AutoField,
     CharField,
+    DateField,
     DecimalField,
     ForeignKeyField,
     IntegerField,
@@ -85,9 +86,22 @@ class TradingSession(TimestampedModel):
     losing_trades = IntegerField(default=0)
     max_drawdown = Money(default=0)
     sharpe_ratio = Money(default=0)
+    cash = Money()
+    peak_equity = Money()
+    day_start_equity = Money()
+    day_start_date = DateField()
 
     class Meta:
         table_name = "trading_sessions"
+
+    def save(self, *args, **kwargs):
+        # A new session starts flat: all of its capital is cash, which is also its peak.
+        if self.cash is None:
+            self.cash = Decimal(self.initial_capital)
+            self.peak_equity = self.cash
+            self.day_start_equity = self.cash
+            self.day_start_date = utcnow().date()
+        return super().save(*args, **kwargs)
 
     @property
     def is_active(self) -> bool:
@@ -113,6 +127,8 @@ class Position(TimestampedModel):
     fees = Money(default=0)
     entry_reason = TextField(null=True)
     exit_reason = TextField(null=True)
+    closed_quantity = Money(default=0)
+    mark_price = Money(null=True)
 
     class Meta:
         table_name = "positions"
@@ -139,6 +155,8 @@ class Order(TimestampedModel):
     filled_at = DateTimeTZField(null=True)
     canceled_at = DateTimeTZField(null=True)
     expired_at = DateTimeTZField(null=True)
+    accepted_at = DateTimeTZField(null=True)
+    triggered_at = DateTimeTZField(null=True)
     error_message = TextField(null=True)
 
     class Meta:
@@ -230,6 +248,34 @@ class ConfigOverride(BaseModel):
         table_name = "config_overrides"
 
 
+class MarketTick(BaseModel):
+    id = AutoField()
+    symbol = CharField()
+    price = Money()
+    volume = Money(null=True)
+    source = CharField(default="manual")
+    tick_time = DateTimeTZField(default=utcnow)
+    processed_at = DateTimeTZField(null=True)
+    created_at = DateTimeTZField(default=utcnow)
+
+    class Meta:
+        table_name = "market_ticks"
+
+
+class EquitySnapshot(BaseModel):
+    id = AutoField()
+    session = ForeignKeyField(TradingSession, column_name="session_id", backref="equity")
+    sampled_at = DateTimeTZField(default=utcnow)
+    equity = Money()
+    cash = Money()
+    position_value = Money()
+    realized_pnl = Money()
+    unrealized_pnl = Money()
+
+    class Meta:
+        table_name = "equity_snapshots"
+
+
 class SystemEvent(BaseModel):
     """An engine, configuration or failure event; inserting one publishes it."""
 
@@ -243,6 +289,8 @@ class SystemEvent(BaseModel):
 
 
 ALL_TABLES = (
+    "equity_snapshots",
+    "market_ticks",
     "system_events",
     "trades",
     "orders",

@@ -45,9 +45,18 @@ def overrides() -> dict[str, object]:
     return {row.key: row.value for row in ConfigOverride.select()}
 
 
+def trading_rules() -> dict:
+    """Defaults overlaid with the stored overrides: every section, no process settings."""
+    config = copy.deepcopy(_DEFAULTS)
+    for name, value in overrides().items():
+        section, key = UPDATABLE_FIELDS[name]
+        config[section][key] = value
+    return config
+
+
 def current_config(settings: Settings) -> dict:
     """The effective, sanitised configuration document."""
-    config = copy.deepcopy(_DEFAULTS)
+    config = trading_rules()
     config["app"].update(
         {"version": VERSION, "environment": settings.environment, "log_level": settings.log_level}
     )
@@ -57,9 +66,6 @@ def current_config(settings: Settings) -> dict:
         llm["primary_model"] = settings.llm_model or llm["primary_model"]
         llm["fallback_model"] = settings.llm_fallback_model or llm["fallback_model"]
     config["llm"] = {"gateway": llm.pop("gateway"), **llm}
-    for name, value in overrides().items():
-        section, key = UPDATABLE_FIELDS[name]
-        config[section][key] = value
     return config
 
 

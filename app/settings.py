@@ -10,7 +10,7 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULTS_FILE = PROJECT_ROOT / "config" / "defaults.toml"
 VERSION = "1.0.0"
-MARKET_FEEDS = ("simulated", "manual")
+MARKET_FEEDS = ("simulated", "replay", "manual")
 
 
 def _env(name: str, default: str | None = None) -> str | None:

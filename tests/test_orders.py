@@ -128,11 +128,19 @@ def test_order_without_any_session_says_to_start_one(client):
     assert "POST /api/v1/trade/start" in response.json["details"]
 
 
-def test_order_on_explicit_session_must_match_its_symbol(client):
+def test_order_on_explicit_session_may_trade_another_symbol(client):
     session = make_session(symbol="ETH/USDT")
     response = post_order(client, session_id=str(session.id))
-    assert response.status_code == 400
-    assert response.json["field"] == "symbol"
+    assert response.status_code == 201
+    assert response.json["order"]["symbol"] == "BTC/USDT"
+    assert response.json["order"]["session_id"] == str(session.id)
+
+
+def test_order_on_paused_session_is_accepted_for_the_engine_to_judge(client):
+    session = make_session(status="PAUSED")
+    response = post_order(client, session_id=str(session.id), side="SELL")
+    assert response.status_code == 201
+    assert response.json["order"]["status"] == "NEW"
 
 
 def test_order_on_unknown_session_is_404(client):
@@ -141,12 +149,11 @@ def test_order_on_unknown_session_is_404(client):
     assert response.json["error"] == "trading session not found"
 
 
-@pytest.mark.parametrize("status", ["PAUSED", "STOPPED"])
-def test_order_on_inactive_session_is_refused(client, status):
-    session = make_session(status=status)
+def test_order_on_stopped_session_is_refused(client):
+    session = make_session(status="STOPPED")
     response = post_order(client, session_id=str(session.id))
     assert response.status_code == 400
-    assert response.json["error"] == "trading session is not running"
+    assert response.json["error"] == "trading session is stopped"
     assert Order.select().count() == 0
 
 

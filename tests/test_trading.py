@@ -144,15 +144,6 @@ def test_stop_with_final_capital_computes_figures_from_data(client):
     assert stored.final_capital == Decimal("10500")
 
 
-def test_stop_without_final_capital_uses_marked_equity(client):
-    session = make_session(initial_capital=Decimal("10000"))
-    make_position(session, status="CLOSED", realized_pnl=Decimal("250.25"))
-    make_position(session, status="OPEN", unrealized_pnl=Decimal("-50.05"), realized_pnl=0)
-    body = client.post("/api/v1/trade/stop", json={"session_id": str(session.id)}).json
-    assert body["final_capital"] == 10200.2
-    assert body["total_pnl"] == pytest.approx(200.2)
-
-
 def test_stop_rejects_negative_final_capital(client):
     session = make_session()
     response = client.post(

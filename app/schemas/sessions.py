@@ -1,6 +1,6 @@
 """Schemas for trading sessions and the start/stop/pause/resume actions."""
 
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
 from app.schemas.common import PageArgs
 from app.schemas.fields import Amount, Choice, Number, Symbol, Timestamp, Uuid
@@ -26,12 +26,44 @@ class SessionSchema(Schema):
     losing_trades = fields.Integer()
     max_drawdown = Number()
     sharpe_ratio = Number()
+    cash = Number()
     created_at = Timestamp()
     updated_at = Timestamp()
 
 
+class SessionDetailSchema(SessionSchema):
+    """A session with live figures (computed from the latest prices while it is active)."""
+
+    cash = Number()
+    equity = Number()
+    realized_pnl = Number()
+    unrealized_pnl = Number()
+    open_positions = fields.Integer()
+
+
 class SessionEnvelopeSchema(Schema):
-    session = fields.Nested(SessionSchema)
+    session = fields.Nested(SessionDetailSchema)
+
+
+class EquityPointSchema(Schema):
+    timestamp = Timestamp(attribute="sampled_at")
+    equity = Number()
+    cash = Number()
+    position_value = Number()
+    realized_pnl = Number()
+    unrealized_pnl = Number()
+
+
+class EquityCurveSchema(Schema):
+    session_id = Uuid()
+    points = fields.List(fields.Nested(EquityPointSchema))
+    count = fields.Integer()
+
+
+class EquityCurveArgs(PageArgs):
+    limit = fields.Integer(load_default=500, validate=validate.Range(1, 5000))
+    from_date = Timestamp()
+    to_date = Timestamp()
 
 
 class SessionListSchema(Schema):

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import csv
 import math
+import os
 import random
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
+from pathlib import Path
 
-from app.models import ACTIVE_SESSION_STATUSES, MarketPrice, TradingSession
+from app.models import (
+    ACTIVE_SESSION_STATUSES,
+    OPEN_ORDER_STATUSES,
+    MarketPrice,
+    Order,
+    Position,
+    TradingSession,
+)
 from app.trading.market import record_tick
 
 # Realistic starting points for the majors; anything else starts at DEFAULT_START_PRICE.
@@ -25,11 +35,16 @@ PRICE_PLACES = Decimal("0.00000001")
 
 
 def followed_symbols(configured: list[str]) -> list[str]:
-    """Configured symbols plus those of every RUNNING or PAUSED session."""
+    """Configured symbols, those of active sessions, and any with working orders or positions."""
     active = TradingSession.select(TradingSession.symbol).where(
         TradingSession.status.in_(ACTIVE_SESSION_STATUSES)
     )
-    return sorted(set(configured) | {row.symbol for row in active})
+    working = Order.select(Order.symbol).where(Order.status.in_(OPEN_ORDER_STATUSES))
+    held = Position.select(Position.symbol).where(Position.status == "OPEN")
+    symbols = set(configured)
+    for query in (active, working, held):
+        symbols |= {row.symbol for row in query.distinct()}
+    return sorted(symbols)
 
 
 @dataclass
@@ -44,6 +59,7 @@ class SimulatedFeed:
     drift: float = 0.0
     volatility: float = 0.0005
     base_volume: float = 5.0
+    interval: float = 1.0
     rng: random.Random = field(init=False)
     prices: dict[str, Decimal] = field(default_factory=dict)
 
@@ -72,3 +88,131 @@ class SimulatedFeed:
         for symbol in symbols:
             price, volume = self.next_price(symbol)
             record_tick(symbol, price, volume=volume, source="simulated")
+
+
+REPLAY_DIR = Path(__file__).resolve().parent / "data" / "replay"
+CSV_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
+
+
+@dataclass(frozen=True)
+class Candle:
+    timestamp: str
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+
+    def path(self) -> list[Decimal]:
+        """The four ticks a candle replays as: open, the nearer extreme, the other, close."""
+        if self.close >= self.open:
+            return [self.open, self.low, self.high, self.close]
+        return [self.open, self.high, self.low, self.close]
+
+
+def read_candles(path: Path) -> list[Candle]:
+    """Read an OHLCV CSV: header ``timestamp,open,high,low,close,volume``, one candle a row."""
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        if tuple(reader.fieldnames or ()) != CSV_COLUMNS:
+            raise ValueError(f"{path}: expected columns {','.join(CSV_COLUMNS)}")
+        candles = []
+        for line, row in enumerate(reader, start=2):
+            try:
+                candle = Candle(row["timestamp"], *(Decimal(row[c]) for c in CSV_COLUMNS[1:]))
+            except (ArithmeticError, TypeError) as exc:
+                raise ValueError(f"{path}:{line}: not a number ({exc})") from None
+            if (
+                not candle.low
+                <= min(candle.open, candle.close)
+                <= max(candle.open, candle.close)
+                <= candle.high
+                or candle.low <= 0
+            ):
+                raise ValueError(f"{path}:{line}: inconsistent OHLC values")
+            candles.append(candle)
+    if not candles:
+        raise ValueError(f"{path}: no candles")
+    return candles
+
+
+@dataclass
+class ReplayFeed:
+    """Replays OHLCV files (``BASE-QUOTE.csv`` in ``directory``) in a loop at ``speed``.
+
+    Each candle becomes four ticks (see :meth:`Candle.path`), each with a quarter of its volume;
+    ``speed`` 60 plays one minute candle per second.
+    """
+
+    directory: Path = REPLAY_DIR
+    speed: float = 60.0
+    candle_seconds: float = 60.0
+    series: dict[str, list[Decimal]] = field(default_factory=dict)
+    volumes: dict[str, list[Decimal]] = field(default_factory=dict)
+    position: int = 0
+
+    def __post_init__(self):
+        files = sorted(Path(self.directory).glob("*.csv"))
+        if not files:
+            raise SystemExit(f"MARKET_FEED=replay: no CSV files in {self.directory}")
+        for path in files:
+            symbol = path.stem.replace("-", "/").upper()
+            candles = read_candles(path)
+            self.series[symbol] = [price for candle in candles for price in candle.path()]
+            self.volumes[symbol] = [candle.volume / 4 for candle in candles for _ in range(4)]
+
+    @classmethod
+    def from_env(cls) -> ReplayFeed:
+        return cls(
+            directory=Path(os.environ.get("REPLAY_DIR", str(REPLAY_DIR))),
+            speed=float(os.environ.get("REPLAY_SPEED", "60")),
+            candle_seconds=float(os.environ.get("REPLAY_CANDLE_SECONDS", "60")),
+        )
+
+    @property
+    def interval(self) -> float:
+        return self.candle_seconds / self.speed / 4
+
+    def tick(self, symbols: list[str]) -> None:
+        """Write the next tick of every replayed symbol (the files decide what is replayed)."""
+        for symbol, prices in self.series.items():
+            index = self.position % len(prices)
+            record_tick(symbol, prices[index], volume=self.volumes[symbol][index], source="replay")
+        self.position += 1
+
+
+def write_sample(directory: Path = REPLAY_DIR, candles: int = 720, seed: int = 7) -> list[Path]:
+    """Generate the shipped sample: 12 hours of 1-minute BTC/USDT and ETH/USDT candles.
+
+    The walk has regimes (rally, chop, sell-off, recovery) so that replays exercise both sides
+    of every strategy.
+    """
+    rng = random.Random(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    regimes = [0.0006, 0.0, -0.0008, 0.0003]
+    written = []
+    for symbol, start in (("BTC/USDT", 65000.0), ("ETH/USDT", 3500.0)):
+        price = start
+        path = directory / f"{symbol.replace('/', '-')}.csv"
+        with path.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(CSV_COLUMNS)
+            for minute in range(candles):
+                drift = regimes[minute * len(regimes) // candles]
+                open_ = price
+                steps = [open_]
+                for _ in range(4):
+                    steps.append(steps[-1] * math.exp(drift / 4 + 0.0008 * rng.gauss(0, 1)))
+                close = steps[-1]
+                high = max(steps) * (1 + abs(rng.gauss(0, 0.0002)))
+                low = min(steps) * (1 - abs(rng.gauss(0, 0.0002)))
+                volume = rng.lognormvariate(0, 0.4) * (12 if symbol == "BTC/USDT" else 150)
+                stamp = f"2025-01-15T{minute // 60:02d}:{minute % 60:02d}:00Z"
+                writer.writerow(
+                    [stamp]
+                    + [f"{value:.2f}" for value in (open_, high, low, close)]
+                    + [f"{volume:.4f}"]
+                )
+                price = close
+        written.append(path)
+    return written

@@ -7,8 +7,9 @@ from decimal import Decimal
 
 from peewee import EXCLUDED
 
+from app.db import db
 from app.errors import NotFound
-from app.models import MarketPrice, utcnow
+from app.models import MarketPrice, MarketTick, utcnow
 
 
 def record_tick(
@@ -19,9 +20,25 @@ def record_tick(
     timestamp: datetime | None = None,
     source: str = "manual",
 ) -> MarketPrice:
-    """Upsert the latest price for ``symbol``; an older tick never overwrites a newer one."""
+    """Append the tick for the engine and upsert the latest price.
+
+    An older tick never overwrites a newer latest price; the engine still sees every tick.
+    """
+    with db.atomic():
+        return _record_tick(symbol, price, volume, timestamp, source)
+
+
+def _record_tick(symbol, price, volume, timestamp, source) -> MarketPrice:
     now = utcnow()
     tick_time = timestamp or now
+    MarketTick.create(
+        symbol=symbol,
+        price=price,
+        volume=volume,
+        source=source,
+        tick_time=tick_time,
+        created_at=now,
+    )
     (
         MarketPrice.insert(
             symbol=symbol,

@@ -63,7 +63,12 @@ def list_orders(filters: OrderFilter, page: Page) -> list[Order]:
 
 
 def place_order(request: OrderRequest) -> Order:
-    """Record a NEW order on its trading session (given, or the symbol's active one)."""
+    """Record a NEW order for the engine to work.
+
+    The session is the one given (it may trade any symbol) or the symbol's active session. A
+    PAUSED session takes orders so positions can still be reduced; the engine rejects entries
+    on it. A STOPPED session takes none.
+    """
     with db.atomic():
         if request.session_id is not None:
             session = get_session(request.session_id, for_update=True)
@@ -76,21 +81,11 @@ def place_order(request: OrderRequest) -> Order:
                     "or pass session_id",
                     field="session_id",
                 )
-        if session.symbol != request.symbol:
-            raise InvalidInput(
-                "symbol does not match the trading session",
-                details=f"session {session.id} trades {session.symbol}, not {request.symbol}",
-                field="symbol",
-            )
-        if session.status != "RUNNING":
-            hint = (
-                "resume it with POST /api/v1/trade/resume"
-                if session.status == "PAUSED"
-                else "start a new one with POST /api/v1/trade/start"
-            )
+        if not session.is_active:
             raise InvalidTransition(
-                "trading session is not running",
-                details=f"session {session.id} is {session.status}; {hint}",
+                "trading session is stopped",
+                details=f"session {session.id} was stopped; start a new one with "
+                "POST /api/v1/trade/start",
                 session_id=session.id,
             )
         return Order.create(

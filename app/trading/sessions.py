@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from peewee import IntegrityError, fn
@@ -13,6 +14,7 @@ from app.errors import Conflict, InvalidInput, InvalidTransition, NotFound
 from app.models import (
     ACTIVE_SESSION_STATUSES,
     OPEN_ORDER_STATUSES,
+    EquitySnapshot,
     Order,
     Position,
     Trade,
@@ -20,6 +22,8 @@ from app.models import (
     utcnow,
 )
 from app.pagination import Page
+from app.trading.exchange import close_session_positions, equity_of, marks_for
+from app.trading.stats import max_drawdown, sharpe_ratio
 
 PAPER_EXCHANGE = "PAPER"
 
@@ -149,23 +153,29 @@ def resume_session(session_id: uuid.UUID) -> TradingSession:
 
 
 def marked_equity(session: TradingSession) -> Decimal:
-    """Initial capital plus realized PnL of every position and unrealized PnL of open ones."""
-    realized, unrealized = (
-        Position.select(
-            fn.COALESCE(fn.SUM(Position.realized_pnl), 0),
-            fn.COALESCE(fn.SUM(Position.unrealized_pnl).filter(Position.status == "OPEN"), 0),
-        )
-        .where(Position.session == session.id)
-        .scalar(as_tuple=True)
+    """Cash plus open positions at their latest prices."""
+    equity, _, _ = equity_of(session, marks_for(session))
+    return equity
+
+
+def equity_curve_points(session_id: uuid.UUID) -> list[tuple]:
+    """(sampled_at, equity) of the session, oldest first."""
+    return list(
+        EquitySnapshot.select(EquitySnapshot.sampled_at, EquitySnapshot.equity)
+        .where(EquitySnapshot.session == session_id)
+        .order_by(EquitySnapshot.sampled_at, EquitySnapshot.id)
+        .tuples()
     )
-    return session.initial_capital + Decimal(realized) + Decimal(unrealized)
 
 
 def stop_session(session_id: uuid.UUID, final_capital: Decimal | None = None) -> TradingSession:
-    """Stop a RUNNING/PAUSED session: cancel its working orders and record its figures.
+    """Stop a RUNNING/PAUSED session: cancel its working orders, close its positions at market,
+    and record its figures.
 
-    ``final_capital`` omitted → marked-to-market equity. total_pnl = final - initial capital;
-    winning/losing trades count closed positions by the sign of their realized PnL.
+    ``final_capital`` omitted → equity after closing (all cash by then). total_pnl = final -
+    initial capital; total_trades counts fills; winning/losing trades count closed positions by
+    the sign of their realized PnL (fees included); max_drawdown and sharpe_ratio come from the
+    equity curve (see app/trading/stats.py).
     """
     with db.atomic():
         session = get_session(session_id, for_update=True)
@@ -176,9 +186,16 @@ def stop_session(session_id: uuid.UUID, final_capital: Decimal | None = None) ->
                 session_id=session.id,
             )
         now = utcnow()
-        Order.update(status="CANCELED", canceled_at=now, updated_at=now).where(
-            Order.session == session.id, Order.status.in_(OPEN_ORDER_STATUSES)
-        ).execute()
+        for order in (
+            Order.select()
+            .where(Order.session == session.id, Order.status.in_(OPEN_ORDER_STATUSES))
+            .for_update()
+        ):
+            order.status = "CANCELED"
+            order.canceled_at = now
+            order.save()
+        close_session_positions(session)
+        session = get_session(session_id, for_update=True)
         if final_capital is None:
             final_capital = max(marked_equity(session), Decimal(0))
         wins, losses = (
@@ -189,13 +206,81 @@ def stop_session(session_id: uuid.UUID, final_capital: Decimal | None = None) ->
             .where(Position.session == session.id, Position.status == "CLOSED")
             .scalar(as_tuple=True)
         )
+        points = equity_curve_points(session.id)
         session.total_trades = Trade.select().where(Trade.session == session.id).count()
         session.winning_trades = wins
         session.losing_trades = losses
         session.final_capital = final_capital
         session.total_pnl = final_capital - session.initial_capital
+        session.max_drawdown = max(
+            session.max_drawdown, max_drawdown([*(equity for _, equity in points), final_capital])
+        )
+        session.sharpe_ratio = sharpe_ratio(points)
         session.status = "STOPPED"
         session.status_reason = "stopped by user"
         session.stopped_at = now
         session.save()
     return session
+
+
+@dataclass(frozen=True)
+class SessionFigures:
+    """A session with live figures: stored ones once stopped, computed from marks while active."""
+
+    session: TradingSession
+    equity: Decimal
+    realized_pnl: Decimal
+    unrealized_pnl: Decimal
+    open_positions: int
+
+    def __getattr__(self, name):
+        return getattr(self.session, name)
+
+    @property
+    def total_pnl(self) -> Decimal:
+        if self.session.is_active:
+            return self.equity - self.session.initial_capital
+        return self.session.total_pnl
+
+    @property
+    def total_trades(self) -> int:
+        if self.session.is_active:
+            return Trade.select().where(Trade.session == self.session.id).count()
+        return self.session.total_trades
+
+
+def session_figures(session_id: uuid.UUID) -> SessionFigures:
+    """The session with equity, PnL and open positions as of now."""
+    session = get_session(session_id)
+    equity, _, unrealized = equity_of(session, marks_for(session))
+    if not session.is_active and session.final_capital is not None:
+        equity = session.final_capital
+    realized = (
+        Position.select(fn.COALESCE(fn.SUM(Position.realized_pnl), 0))
+        .where(Position.session == session.id)
+        .scalar()
+    )
+    open_positions = (
+        Position.select().where(Position.session == session.id, Position.status == "OPEN").count()
+    )
+    return SessionFigures(session, equity, Decimal(realized), unrealized, open_positions)
+
+
+def equity_curve(
+    session_id: uuid.UUID,
+    page: Page,
+    from_date: datetime | None = None,
+    to_date: datetime | None = None,
+) -> list[EquitySnapshot]:
+    """Equity samples of a session, oldest first."""
+    get_session(session_id)
+    query = (
+        EquitySnapshot.select()
+        .where(EquitySnapshot.session == session_id)
+        .order_by(EquitySnapshot.sampled_at, EquitySnapshot.id)
+    )
+    if from_date is not None:
+        query = query.where(EquitySnapshot.sampled_at >= from_date)
+    if to_date is not None:
+        query = query.where(EquitySnapshot.sampled_at <= to_date)
+    return list(page.apply(query))
