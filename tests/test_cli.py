@@ -77,6 +77,19 @@ def test_run_serves_the_api_with_live_prices_and_stops_on_ctrl_c(run_process):
         time.sleep(0.3)
     # The simulated feed follows configured symbols and those of active sessions.
     assert {"BTC/USDT", "ETH/USDT", "SOL/USDT"} <= symbols
+    placed = requests.post(
+        f"{base}/api/v1/orders",
+        json={"symbol": "SOL/USDT", "side": "BUY", "type": "MARKET", "quantity": 1},
+    ).json()["order"]
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        order = requests.get(f"{base}/api/v1/orders/{placed['id']}").json()["order"]
+        if order["status"] == "FILLED":
+            break
+        time.sleep(0.2)
+    assert order["status"] == "FILLED"
+    position = requests.get(f"{base}/api/v1/positions/SOL-USDT").json()["position"]
+    assert (position["side"], position["quantity"]) == ("LONG", 1)
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=30)
     assert process.returncode == 0, output

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from decimal import Decimal
 
+from peewee import fn
+
 from app.engine import LeaderLock
-from app.models import MarketPrice
+from app.models import MarketPrice, Order, SystemEvent, Trade, TradingSession
+from app.runtime_config import update_config
+from app.settings import PROJECT_ROOT
 from app.trading.feeds import DEFAULT_START_PRICE, SimulatedFeed, followed_symbols
+from app.trading.market import record_tick
+from app.trading.orders import OrderRequest, place_order
+from app.trading.sessions import start_session
 from tests.factories import make_session
 
 
@@ -46,3 +58,77 @@ def test_feed_follows_active_sessions_and_continues_from_stored_price(app):
     MarketPrice.update(price=Decimal("123.45")).where(MarketPrice.symbol == "PEPE/USDT").execute()
     restarted = SimulatedFeed(seed=1, volatility=0.0)
     assert restarted.next_price("PEPE/USDT")[0] == Decimal("123.45")
+
+
+def start_worker(database_url: str) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "MARKET_FEED": "manual",
+        "LOG_LEVEL": "warning",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "app", "worker"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def wait_for(predicate, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def place_market_orders(session, count: int) -> None:
+    for _ in range(count):
+        place_order(
+            OrderRequest(
+                symbol=session.symbol, side="BUY", type="MARKET", quantity=Decimal("0.01"),
+                session_id=session.id,
+            )
+        )  # fmt: skip
+
+
+def test_failover_takes_over_and_no_order_is_filled_twice(app, database_url):
+    update_config({"max_position_size": 1})
+    session = start_session("BTC/USDT", Decimal(1_000_000), "PAPER", live_credentials=False)
+    record_tick("BTC/USDT", Decimal(100))
+    place_market_orders(session, 300)
+    workers = [start_worker(database_url), start_worker(database_url)]
+    try:
+        filled = Order.select().where(Order.status == "FILLED")
+        wait_for(lambda: filled.count() > 0)
+        leader = next(
+            worker
+            for worker in workers
+            if SystemEvent.select()
+            .where(SystemEvent.data["metadata"]["process"].cast("text").endswith(f":{worker.pid}"))
+            .exists()
+        )
+        leader.kill()  # crash mid-stream: no cleanup, the lock goes with its connection
+        place_market_orders(session, 50)
+        record_tick("BTC/USDT", Decimal(101))
+        wait_for(lambda: filled.count() == 350, timeout=30)
+        started = SystemEvent.select().where(SystemEvent.data["status"] == "engine_started")
+        assert started.count() == 2
+        per_order = (
+            Trade.select(Trade.order, fn.COUNT(Trade.id).alias("fills"))
+            .group_by(Trade.order)
+            .having(fn.COUNT(Trade.id) > 1)
+        )
+        assert list(per_order) == []
+        assert Trade.select().count() == 350
+        assert TradingSession.get_by_id(session.id).cash == Decimal(1_000_000) - sum(
+            (t.quote_quantity + t.commission for t in Trade.select()), Decimal(0)
+        )
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+                worker.wait(timeout=15)

@@ -1,0 +1,75 @@
+"""Session statistics on known series, and the replay feed's file format and tick path."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal as D
+
+import pytest
+
+from app.models import MarketPrice, MarketTick
+from app.trading.feeds import REPLAY_DIR, ReplayFeed, read_candles, write_sample
+from app.trading.stats import max_drawdown, sharpe_ratio
+
+
+def test_max_drawdown_is_the_deepest_fall_from_a_running_peak():
+    assert max_drawdown([D(100), D(120), D(90), D(130), D(117)]) == D("0.25")
+    assert max_drawdown([D(100), D(101), D(102)]) == 0
+    assert max_drawdown([]) == 0
+
+
+def test_sharpe_of_a_known_daily_series():
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    equity = [D(100), D(110), D(99), D("108.9")]  # returns +10 %, -10 %, +10 %
+    points = [(start + timedelta(days=i), value) for i, value in enumerate(equity)]
+    # mean/stdev = (1/30) / sqrt(1/75) = 1/(2 sqrt 3); x sqrt(365 samples a year)
+    assert float(sharpe_ratio(points)) == pytest.approx(math.sqrt(365 / 12), rel=1e-6)
+
+
+def test_sharpe_is_zero_without_enough_variation():
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    flat = [(start + timedelta(minutes=i), D(100)) for i in range(5)]
+    assert sharpe_ratio(flat) == 0
+    assert sharpe_ratio(flat[:2]) == 0
+
+
+def test_shipped_sample_is_valid_and_reproducible(tmp_path):
+    shipped = sorted(REPLAY_DIR.glob("*.csv"))
+    assert [path.name for path in shipped] == ["BTC-USDT.csv", "ETH-USDT.csv"]
+    assert len(read_candles(shipped[0])) == 720
+    regenerated = write_sample(tmp_path)
+    assert [path.read_text() for path in regenerated] == [path.read_text() for path in shipped]
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("time,open,high,low,close,volume\n", "expected columns"),
+        ("timestamp,open,high,low,close,volume\n", "no candles"),
+        ("timestamp,open,high,low,close,volume\nt,1,2,x,1,1\n", "not a number"),
+        ("timestamp,open,high,low,close,volume\nt,10,9,8,10,1\n", "inconsistent"),
+    ],
+)
+def test_bad_replay_files_are_refused(tmp_path, content, problem):
+    path = tmp_path / "BTC-USDT.csv"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=problem):
+        read_candles(path)
+
+
+def test_replay_plays_each_candle_as_four_ticks(app, tmp_path):
+    (tmp_path / "SOL-USDT.csv").write_text(
+        "timestamp,open,high,low,close,volume\n"
+        "2025-01-15T00:00:00Z,100,104,99,103,8\n"
+        "2025-01-15T00:01:00Z,103,103.5,97,98,4\n"
+    )
+    feed = ReplayFeed(directory=tmp_path, speed=120)
+    assert feed.interval == pytest.approx(0.125)
+    for _ in range(9):
+        feed.tick([])
+    ticks = list(MarketTick.select().where(MarketTick.symbol == "SOL/USDT").order_by(MarketTick.id))
+    assert [t.price for t in ticks] == [100, 99, 104, 103, 103, D("103.5"), 97, 98, 100]
+    assert [t.volume for t in ticks[:4]] == [2, 2, 2, 2]
+    assert {t.source for t in ticks} == {"replay"}
+    assert MarketPrice.get_by_id("SOL/USDT").price == 100
