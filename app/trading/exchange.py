@@ -14,11 +14,10 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 from peewee import fn
 
-from app.db import db
+from app.db import CONNECTION_ERRORS, db
 from app.events import publish_error
 from app.models import (
     ACTIVE_SESSION_STATUSES,
-    OPEN_ORDER_STATUSES,
     EquitySnapshot,
     MarketPrice,
     MarketTick,
@@ -122,28 +121,72 @@ def latest_price(symbol: str) -> MarketPrice | None:
 def process_pending(rules: Rules | None = None, max_ticks: int = 500) -> int:
     """Work through unprocessed ticks in arrival order, then newly placed orders.
 
-    Each tick is processed and marked processed in one transaction, so a crash resumes exactly
-    where it stopped. Returns the number of ticks and orders handled.
+    A batch of ticks is claimed (marked processed) and worked in one transaction, so a crash
+    resumes exactly where it stopped. If the batch fails it is redone one tick per transaction:
+    a tick that still fails is reported as an error event and skipped, never retried forever.
+    Returns the number of ticks and orders handled.
     """
     rules = rules or Rules.current()
     handled = 0
-    pending = list(
-        MarketTick.select()
+    try:
+        with db.atomic():
+            batch = claim_ticks(max_ticks)
+            for tick in batch:
+                process_tick(tick, rules)
+            handled += len(batch)
+    except CONNECTION_ERRORS:
+        raise
+    except Exception:
+        handled += process_ticks_one_by_one(rules, max_ticks)
+    handled += accept_new_orders(rules)
+    return handled
+
+
+def claim_ticks(limit: int, only_id: int | None = None) -> list[MarketTick]:
+    """Mark the oldest unprocessed ticks processed and return them in arrival order."""
+    pending = (
+        MarketTick.select(MarketTick.id)
         .where(MarketTick.processed_at.is_null())
         .order_by(MarketTick.id)
-        .limit(max_ticks)
+        .limit(limit)
+        .for_update(of=MarketTick, nowait=False)
     )
-    for tick in pending:
-        with db.atomic():
-            claimed = (
-                MarketTick.update(processed_at=utcnow())
-                .where(MarketTick.id == tick.id, MarketTick.processed_at.is_null())
-                .execute()
-            )
-            if claimed:
-                process_tick(tick, rules)
-                handled += 1
-    handled += accept_new_orders(rules)
+    if only_id is not None:
+        pending = pending.where(MarketTick.id == only_id)
+    claimed = (
+        MarketTick.update(processed_at=utcnow())
+        .where(MarketTick.id.in_(pending))
+        .returning(MarketTick)
+        .execute()
+    )
+    return sorted(claimed, key=lambda tick: tick.id)
+
+
+def process_ticks_one_by_one(rules: Rules, limit: int) -> int:
+    handled = 0
+    for (tick_id,) in (
+        MarketTick.select(MarketTick.id)
+        .where(MarketTick.processed_at.is_null())
+        .order_by(MarketTick.id)
+        .limit(limit)
+        .tuples()
+    ):
+        try:
+            with db.atomic():
+                for tick in claim_ticks(1, only_id=tick_id):
+                    process_tick(tick, rules)
+                    handled += 1
+        except CONNECTION_ERRORS:
+            raise
+        except Exception as exc:
+            with db.atomic():
+                claim_ticks(1, only_id=tick_id)
+                publish_error(
+                    "Tick could not be processed",
+                    f"{type(exc).__name__}: {exc}",
+                    "high",
+                    tick_id=tick_id,
+                )
     return handled
 
 
@@ -209,42 +252,41 @@ def process_tick(tick: MarketTick, rules: Rules) -> None:
     protective_exits(tick, rules)
 
 
+# Built once: these run for every tick, and assembling them through the ORM cost more than
+# executing them. Placeholders: symbol, then the tick price six times.
+MATCHING_ORDERS_SQL = """
+SELECT * FROM orders
+ WHERE symbol = %s
+   AND status IN ('NEW', 'PARTIALLY_FILLED')
+   AND accepted_at IS NOT NULL
+   AND (
+        ((type = 'LIMIT'
+          OR (type IN ('STOP_LOSS_LIMIT', 'TAKE_PROFIT_LIMIT') AND triggered_at IS NOT NULL))
+         AND ((side = 'BUY' AND price >= %s) OR (side = 'SELL' AND price <= %s)))
+     OR type = 'MARKET'
+     OR (type IN ('STOP_LOSS', 'TAKE_PROFIT') AND triggered_at IS NOT NULL)
+     OR (triggered_at IS NULL AND type IN ('STOP_LOSS', 'STOP_LOSS_LIMIT')
+         AND ((side = 'BUY' AND stop_price <= %s) OR (side = 'SELL' AND stop_price >= %s)))
+     OR (triggered_at IS NULL AND type IN ('TAKE_PROFIT', 'TAKE_PROFIT_LIMIT')
+         AND ((side = 'BUY' AND stop_price >= %s) OR (side = 'SELL' AND stop_price <= %s)))
+   )
+ ORDER BY placed_at, id
+ FOR UPDATE
+"""
+
+# Placeholders: symbol, then the tick price four times. NULL levels never match.
+PROTECTIVE_EXITS_SQL = """
+SELECT * FROM positions
+ WHERE symbol = %s AND status = 'OPEN'
+   AND ((side = 'LONG' AND (stop_loss >= %s OR take_profit <= %s))
+     OR (side = 'SHORT' AND (stop_loss <= %s OR take_profit >= %s)))
+ FOR UPDATE
+"""
+
+
 def matching_orders(tick: MarketTick) -> list[Order]:
     """Working orders this tick can fill or trigger, oldest first, locked for this pass."""
-    price = tick.price
-    limit_like = (Order.type == "LIMIT") | (
-        Order.type.in_(("STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT")) & Order.triggered_at.is_null(False)
-    )
-    limit_crossing = limit_like & (
-        ((Order.side == "BUY") & (Order.price >= price))
-        | ((Order.side == "SELL") & (Order.price <= price))
-    )
-    market_like = (Order.type == "MARKET") | (
-        Order.type.in_(("STOP_LOSS", "TAKE_PROFIT")) & Order.triggered_at.is_null(False)
-    )
-    untriggered = Order.type.in_(TRIGGERED_TYPES) & Order.triggered_at.is_null()
-    rising, falling = Order.stop_price <= price, Order.stop_price >= price
-    fires = untriggered & (
-        (
-            Order.type.in_(STOP_TYPES)
-            & (((Order.side == "BUY") & rising) | ((Order.side == "SELL") & falling))
-        )
-        | (
-            Order.type.in_(PROFIT_TYPES)
-            & (((Order.side == "BUY") & falling) | ((Order.side == "SELL") & rising))
-        )
-    )
-    return list(
-        Order.select()
-        .where(
-            Order.symbol == tick.symbol,
-            Order.status.in_(OPEN_ORDER_STATUSES),
-            Order.accepted_at.is_null(False),
-            limit_crossing | market_like | fires,
-        )
-        .order_by(Order.placed_at, Order.id)
-        .for_update()
-    )
+    return list(Order.raw(MATCHING_ORDERS_SQL, tick.symbol, *[tick.price] * 6))
 
 
 def trigger(
@@ -551,18 +593,7 @@ def update_row(position: Position, book: Book, price: Decimal, rules: Rules) -> 
 def protective_exits(tick: MarketTick, rules: Rules) -> None:
     """Close positions whose stop-loss or take-profit the tick crossed, at market."""
     price = tick.price
-    long_hit = (Position.side == "LONG") & (
-        (Position.stop_loss >= price) | (Position.take_profit <= price)
-    )
-    short_hit = (Position.side == "SHORT") & (
-        (Position.stop_loss <= price) | (Position.take_profit >= price)
-    )
-    # (NULL levels never compare true, so a position without one is never closed by it.)
-    for position in (
-        Position.select()
-        .where(Position.symbol == tick.symbol, Position.status == "OPEN", long_hit | short_hit)
-        .for_update()
-    ):
+    for position in list(Position.raw(PROTECTIVE_EXITS_SQL, tick.symbol, *[price] * 4)):
         stop = (position.side == "LONG" and price <= position.stop_loss) or (
             position.side == "SHORT" and price >= position.stop_loss
         )
