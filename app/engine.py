@@ -9,9 +9,13 @@ import signal
 import socket
 import time
 from datetime import timedelta
+from decimal import Decimal
 
 import psycopg2
 
+from app.agents.llm import build_gateway
+from app.agents.orchestrator import Orchestrator, mark_silent_agents_inactive
+from app.agents.outcomes import resolve_outcomes
 from app.db import CONNECTION_ERRORS, connect_kwargs, db, init_database
 from app.events import publish_error, publish_status
 from app.models import MarketTick, utcnow
@@ -28,6 +32,7 @@ WAKE_CHANNEL = "cryptofunk_engine"
 MAX_IDLE_SECONDS = 1.0
 TICK_BATCH = 500
 PRUNE_INTERVAL_SECONDS = 3600
+OUTCOME_INTERVAL_SECONDS = 1.0
 
 
 class LeaderLock:
@@ -92,6 +97,8 @@ class Engine:
         self.next_mark_at = 0.0
         self.next_sample_at = 0.0
         self.next_prune_at = 0.0
+        self.next_outcome_at = 0.0
+        self.orchestrator = Orchestrator(build_gateway(settings))
 
     def _stop(self, signum, frame):
         self.stopping = True
@@ -153,9 +160,12 @@ class Engine:
         now = time.monotonic()
         if self.feed is not None and now >= self.next_feed_at:
             self.next_feed_at = now + self.feed.interval
-            configured = trading_rules()["trading"]["symbols"]
+            config = trading_rules()
             with db.atomic():
-                self.feed.tick(followed_symbols(configured))
+                self.feed.history_seconds = int(config["agents"]["candle_seconds"]) * int(
+                    config["agents"]["lookback_candles"]
+                )
+                self.feed.tick(followed_symbols(config["trading"]["symbols"]))
         rules = Rules.current()
         handled = process_pending(rules, max_ticks=TICK_BATCH)
         config = trading_rules()["exchange"]
@@ -165,10 +175,19 @@ class Engine:
             if sample:
                 self.next_sample_at = now + float(config["equity_sample_seconds"])
             mark_to_market(rules, sample)
+        self.run_agents(now)
         if now >= self.next_prune_at:
             self.next_prune_at = now + PRUNE_INTERVAL_SECONDS
             prune_ticks()
         return handled >= TICK_BATCH
+
+    def run_agents(self, now: float) -> None:
+        """Agents decide on closed candles; outcomes are judged; silent agents go inactive."""
+        self.orchestrator.run()
+        if now >= self.next_outcome_at:
+            self.next_outcome_at = now + OUTCOME_INTERVAL_SECONDS
+            resolve_outcomes(Decimal(str(trading_rules()["agents"]["hold_band"])))
+            mark_silent_agents_inactive()
 
     def _announce(self, status: str, message: str) -> None:
         try:

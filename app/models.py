@@ -10,6 +10,7 @@ from decimal import Decimal
 from peewee import (
     AutoField,
     CharField,
+    CompositeKey,
     DateField,
     DecimalField,
     ForeignKeyField,
@@ -90,6 +91,7 @@ class TradingSession(TimestampedModel):
     peak_equity = Money()
     day_start_equity = Money()
     day_start_date = DateField()
+    last_candle_at = DateTimeTZField(null=True)
 
     class Meta:
         table_name = "trading_sessions"
@@ -222,6 +224,10 @@ class Decision(BaseModel):
     cost = Money(default=0)
     resolved_at = DateTimeTZField(null=True)
     created_at = DateTimeTZField(default=utcnow)
+    order = ForeignKeyField(Order, column_name="order_id", null=True, backref="decisions")
+    position = ForeignKeyField(Position, column_name="position_id", null=True, backref="decisions")
+    reference_price = Money(null=True)
+    resolve_after = DateTimeTZField(null=True)
 
     class Meta:
         table_name = "llm_decisions"
@@ -276,6 +282,17 @@ class EquitySnapshot(BaseModel):
         table_name = "equity_snapshots"
 
 
+class LlmCacheEntry(BaseModel):
+    prompt_hash = CharField()
+    model = CharField()
+    response = TextField()
+    created_at = DateTimeTZField(default=utcnow)
+
+    class Meta:
+        table_name = "llm_cache"
+        primary_key = CompositeKey("prompt_hash", "model")
+
+
 class SystemEvent(BaseModel):
     """An engine, configuration or failure event; inserting one publishes it."""
 
@@ -289,6 +306,7 @@ class SystemEvent(BaseModel):
 
 
 ALL_TABLES = (
+    "llm_cache",
     "equity_snapshots",
     "market_ticks",
     "system_events",

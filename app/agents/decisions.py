@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from peewee import SQL, fn
@@ -12,8 +12,9 @@ from peewee import SQL, fn
 from app.agents.registry import Heartbeat, record_heartbeat
 from app.db import db
 from app.errors import NotFound
-from app.models import Decision, TradingSession, utcnow
+from app.models import Decision, MarketPrice, TradingSession, utcnow
 from app.pagination import Page
+from app.runtime_config import trading_rules
 
 # Columns a list needs; prompt, response and the embedding are fetched only for the detail view.
 LIST_COLUMNS = (
@@ -89,10 +90,24 @@ class NewDecision:
     session_id: uuid.UUID | None = None
     outcome: str = "PENDING"
     actual_pnl: Decimal | None = None
+    reference_price: Decimal | None = None
+    resolve_after: datetime | None = None
 
 
 def record_decision(new: NewDecision) -> Decision:
-    """Store a decision; recording counts as a heartbeat from its agent."""
+    """Store a decision; recording counts as a heartbeat from its agent.
+
+    A decision without a reference price gets the symbol's latest price, and one that predicts a
+    move (BUY, SELL, HOLD) without a judgment time gets the configured horizon, so decisions from
+    outside agents are judged like the engine's own.
+    """
+    if new.reference_price is None:
+        latest = MarketPrice.get_or_none(MarketPrice.symbol == new.symbol)
+        new.reference_price = latest.price if latest is not None else None
+    if new.resolve_after is None and new.decision in ("BUY", "SELL", "HOLD"):
+        agents = trading_rules()["agents"]
+        horizon = int(agents["candle_seconds"]) * int(agents["outcome_horizon_candles"])
+        new.resolve_after = utcnow() + timedelta(seconds=horizon)
     with db.atomic():
         if (
             new.session_id is not None

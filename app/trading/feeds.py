@@ -7,6 +7,7 @@ import math
 import os
 import random
 from dataclasses import dataclass, field
+from datetime import timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 
@@ -14,9 +15,11 @@ from app.models import (
     ACTIVE_SESSION_STATUSES,
     OPEN_ORDER_STATUSES,
     MarketPrice,
+    MarketTick,
     Order,
     Position,
     TradingSession,
+    utcnow,
 )
 from app.trading.market import record_tick
 
@@ -60,6 +63,9 @@ class SimulatedFeed:
     volatility: float = 0.0005
     base_volume: float = 5.0
     interval: float = 1.0
+    # Seconds of past ticks written for a symbol the feed has never priced, so that indicators
+    # have history at once (0 = none). The engine sets it from the agents' lookback.
+    history_seconds: int = 0
     rng: random.Random = field(init=False)
     prices: dict[str, Decimal] = field(default_factory=dict)
 
@@ -70,7 +76,38 @@ class SimulatedFeed:
         stored = MarketPrice.get_or_none(MarketPrice.symbol == symbol)
         if stored is not None:
             return stored.price
-        return START_PRICES.get(symbol, DEFAULT_START_PRICE)
+        start = START_PRICES.get(symbol, DEFAULT_START_PRICE)
+        if self.history_seconds > 0:
+            return self._backfill(symbol, start)
+        return start
+
+    def _backfill(self, symbol: str, start: Decimal) -> Decimal:
+        """Write ``history_seconds`` of past ticks ending now; returns the last price.
+
+        They are marked processed: history for the indicators, never something to match.
+        """
+        now = utcnow()
+        steps = max(1, int(self.history_seconds / self.interval))
+        price = start
+        rows = []
+        for step in range(steps, 0, -1):
+            self.prices[symbol] = price
+            price, volume = self.next_price(symbol)
+            stamp = now - timedelta(seconds=step * self.interval)
+            rows.append(
+                {
+                    "symbol": symbol,
+                    "price": price,
+                    "volume": volume,
+                    "source": "simulated-history",
+                    "tick_time": stamp,
+                    "processed_at": now,
+                    "created_at": now,
+                }
+            )
+        for chunk in range(0, len(rows), 1000):
+            MarketTick.insert_many(rows[chunk : chunk + 1000]).execute()
+        return price
 
     def next_price(self, symbol: str) -> tuple[Decimal, Decimal]:
         """Advance ``symbol`` one step; returns (price, volume)."""
