@@ -12,7 +12,7 @@ from app.models import ConfigOverride
 
 def test_get_config_has_every_section(client):
     config = client.get("/api/v1/config").json["config"]
-    assert set(config) == {"app", "trading", "risk", "llm", "exchange"}
+    assert set(config) == {"app", "trading", "risk", "llm", "exchange", "agents", "llm_prices"}
     assert config["exchange"]["slippage_bps"] == 5
     assert config["app"]["name"] == "cryptofunk"
     assert config["trading"]["symbols"] == ["BTC/USDT", "ETH/USDT"]

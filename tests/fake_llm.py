@@ -1,0 +1,85 @@
+"""A fake OpenAI-compatible chat-completions server for the LLM gateway tests.
+
+Behaviour per model name: ``approve-*`` answers a valid APPROVE, ``reject-*`` a valid REJECT,
+``garbage-*`` something that is not the JSON asked for, ``down-*`` HTTP 500, ``slow-*`` sleeps
+past the client's timeout. Every request is recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class FakeLLM:
+    def __init__(self):
+        self.requests: list[dict] = []
+        self.headers: list[dict] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                return None
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                fake.requests.append(body)
+                fake.headers.append({key.lower(): value for key, value in self.headers.items()})
+                model = body["model"]
+                if model.startswith("down-"):
+                    self._send(
+                        500, {"error": {"message": "upstream exploded", "type": "server_error"}}
+                    )
+                    return
+                if model.startswith("slow-"):
+                    time.sleep(3)
+                if model.startswith("garbage-"):
+                    content = "I think you should probably buy, maybe."
+                else:
+                    decision = "APPROVE" if model.startswith("approve-") else "REJECT"
+                    content = json.dumps(
+                        {"decision": decision, "confidence": 0.82, "reasoning": f"{model} says so"}
+                    )
+                self._send(
+                    200,
+                    {
+                        "id": "chatcmpl-test",
+                        "object": "chat.completion",
+                        "created": 1700000000,
+                        "model": model,
+                        "choices": [
+                            {
+                                "index": 0,
+                                "message": {"role": "assistant", "content": content},
+                                "finish_reason": "stop",
+                            }
+                        ],
+                        "usage": {
+                            "prompt_tokens": 1200,
+                            "completion_tokens": 80,
+                            "total_tokens": 1280,
+                        },
+                    },
+                )
+
+            def _send(self, status: int, payload: dict):
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def models_asked(self) -> list[str]:
+        return [request["model"] for request in self.requests]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
