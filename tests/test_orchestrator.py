@@ -14,7 +14,16 @@ from app.agents import strategies
 from app.agents.llm import OpenAIGateway
 from app.agents.orchestrator import Orchestrator, mark_silent_agents_inactive, weighted_vote
 from app.agents.outcomes import resolve_outcomes
-from app.models import Agent, Decision, MarketTick, Order, Position, TradingSession, utcnow
+from app.models import (
+    Agent,
+    Decision,
+    MarketTick,
+    Order,
+    Position,
+    SystemEvent,
+    TradingSession,
+    utcnow,
+)
 from app.runtime_config import update_config
 from app.trading.exchange import Rules, process_pending
 from app.trading.market import record_tick
@@ -298,6 +307,9 @@ def test_a_failing_agent_turns_error_and_recovers(session, monkeypatch):
     agent = Agent.get_by_id("technical-agent")
     assert agent.status == "error"
     assert "indicator feed corrupt" in agent.metadata["last_error"]
+    error = SystemEvent.get(SystemEvent.type == "error")
+    assert error.data["error"] == "Agent failed"
+    assert error.data["metadata"]["agent"] == "technical-agent"
     assert Agent.get_by_id("trend-agent").status == "active"
     monkeypatch.undo()
     orchestrator.run(now=end_of(69))

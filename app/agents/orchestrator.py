@@ -32,6 +32,7 @@ from app.agents.registry import Heartbeat, record_heartbeat
 from app.agents.risk import Proposal, RiskAgent
 from app.agents.strategies import STRATEGY_AGENTS
 from app.db import db
+from app.events import publish_error
 from app.models import ACTIVE_SESSION_STATUSES, Agent, Decision, Position, TradingSession, utcnow
 from app.runtime_config import trading_rules
 from app.trading.exchange import Rules, equity_of, marks_for
@@ -148,6 +149,14 @@ class Orchestrator:
             except Exception as exc:  # an agent's bug must not stop the others
                 log.exception("%s failed", agent.name)
                 self.errors[agent.name] = f"{type(exc).__name__}: {exc}"
+                publish_error(
+                    "Agent failed",
+                    f"{agent.name}: {type(exc).__name__}: {exc}",
+                    "medium",
+                    agent=agent.name,
+                    session_id=str(session.id),
+                    symbol=session.symbol,
+                )
                 continue
             if self.errors.pop(agent.name, None):
                 self.heartbeat(cfg, force=True)
