@@ -17,29 +17,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from decimal import Decimal
-from pathlib import Path
 
 import requests
+from common import ROOT, bench_database
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from app.db import db, init_database  # noqa: E402
-from app.migrations import migrate  # noqa: E402
-from app.models import ALL_TABLES  # noqa: E402
-from app.runtime_config import update_config  # noqa: E402
-from app.trading.exchange import Rules, process_pending  # noqa: E402
-from app.trading.market import record_tick  # noqa: E402
-from app.trading.orders import OrderRequest, place_order  # noqa: E402
-from app.trading.sessions import start_session  # noqa: E402
-from tests.live import LiveClient, WebServer  # noqa: E402
+from app.db import db
+from app.models import ALL_TABLES
+from app.runtime_config import update_config
+from app.trading.exchange import Rules, process_pending
+from app.trading.market import record_tick
+from app.trading.orders import OrderRequest, place_order
+from app.trading.sessions import start_session
+from tests.live import LiveClient, WebServer
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -148,25 +142,9 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=10)
     parser.add_argument("--latency-orders", type=int, default=200)
     args = parser.parse_args()
-    database_url = os.environ.get("DATABASE_URL")
-    data_dir = embedded = None
-    if not database_url:
-        from app.embedded import EmbeddedPostgres
-
-        data_dir = tempfile.mkdtemp(prefix="cfb-", dir="/tmp")
-        embedded = EmbeddedPostgres(data_dir, cleanup_mode="delete")
-        database_url = embedded.url("cryptofunk_bench")
-    init_database(database_url, pool_size=2)
-    migrate()
-    try:
+    with bench_database() as database_url:
         print(json.dumps(tick_throughput(args.ticks, args.orders, args.sessions)), flush=True)
         print(json.dumps(order_latency(database_url, args.latency_orders)), flush=True)
-    finally:
-        db.close_all()
-        if embedded:
-            embedded.stop()
-        if data_dir:
-            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

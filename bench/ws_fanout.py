@@ -13,24 +13,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import psycopg2
 import requests
+from common import ROOT, bench_database
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from app.db import connect_kwargs, init_database  # noqa: E402
-from app.migrations import migrate  # noqa: E402
-from tests.live import WebServer  # noqa: E402
+from app.db import connect_kwargs
+from tests.live import WebServer
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -105,25 +98,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=50)
     parser.add_argument("--seconds", type=float, default=20)
     args = parser.parse_args()
-    data_dir = None
-    embedded = None
-    database_url = os.environ.get("DATABASE_URL")
-    if not database_url:
-        from app.embedded import EmbeddedPostgres
-
-        data_dir = tempfile.mkdtemp(prefix="cfb-", dir="/tmp")
-        embedded = EmbeddedPostgres(data_dir, cleanup_mode="delete")
-        database_url = embedded.url("cryptofunk_bench")
-    init_database(database_url, pool_size=2)
-    migrate()
-    try:
+    with bench_database() as database_url:
         for clients in args.clients:
             print(json.dumps(run(database_url, clients, args.rate, args.seconds)), flush=True)
-    finally:
-        if embedded:
-            embedded.stop()
-        if data_dir:
-            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

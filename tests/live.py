@@ -169,3 +169,20 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.1):
             return value
         time.sleep(interval)
     raise AssertionError("condition not met in time")
+
+
+def start_worker(database_url: str) -> subprocess.Popen:
+    """A real engine process (manual feed) against ``database_url``."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "MARKET_FEED": "manual",
+        "LOG_LEVEL": "warning",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "app", "worker"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from decimal import Decimal
 
@@ -14,12 +11,12 @@ from peewee import fn
 from app.engine import LeaderLock
 from app.models import MarketPrice, Order, SystemEvent, Trade, TradingSession
 from app.runtime_config import update_config
-from app.settings import PROJECT_ROOT
 from app.trading.feeds import DEFAULT_START_PRICE, SimulatedFeed, followed_symbols
 from app.trading.market import record_tick
 from app.trading.orders import OrderRequest, place_order
 from app.trading.sessions import start_session
 from tests.factories import make_session
+from tests.live import start_worker
 
 
 def test_only_one_engine_leads_and_a_standby_takes_over(app, database_url):
@@ -58,22 +55,6 @@ def test_feed_follows_active_sessions_and_continues_from_stored_price(app):
     MarketPrice.update(price=Decimal("123.45")).where(MarketPrice.symbol == "PEPE/USDT").execute()
     restarted = SimulatedFeed(seed=1, volatility=0.0)
     assert restarted.next_price("PEPE/USDT")[0] == Decimal("123.45")
-
-
-def start_worker(database_url: str) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "MARKET_FEED": "manual",
-        "LOG_LEVEL": "warning",
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "app", "worker"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
 
 
 def wait_for(predicate, timeout: float = 30.0):

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import socket
-import subprocess
-import sys
 import time
 from decimal import Decimal
 
@@ -15,7 +12,6 @@ import pytest
 import requests
 
 from app.db import db
-from app.settings import PROJECT_ROOT
 from tests.factories import make_order, make_position, make_session, make_trade
 from tests.live import (
     LiveClient,
@@ -23,6 +19,7 @@ from tests.live import (
     connected_clients,
     live_client,
     raw_websocket,
+    start_worker,
     wait_until,
 )
 
@@ -352,22 +349,6 @@ def test_graceful_shutdown_closes_sockets_with_1001(app, database_url):
     web.process.wait(timeout=15)
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", web.port), timeout=1)
-
-
-def start_worker(database_url: str) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "MARKET_FEED": "manual",
-        "LOG_LEVEL": "warning",
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "app", "worker"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
 
 
 def test_engine_start_stop_and_standby_takeover_are_announced(server, client, database_url):

@@ -35,7 +35,7 @@ from app.db import db
 from app.events import publish_error
 from app.models import ACTIVE_SESSION_STATUSES, Agent, Decision, Position, TradingSession, utcnow
 from app.runtime_config import trading_rules
-from app.trading.exchange import Rules, equity_of, marks_for
+from app.trading.exchange import Rules, equity_of, marks_for, open_positions_elsewhere
 from app.trading.orders import OrderRequest, place_order
 
 log = logging.getLogger(__name__)
@@ -199,15 +199,7 @@ class Orchestrator:
     ):  # fmt: skip
         equity, _, _ = equity_of(session, marks_for(session))
         held = open_quantity(session.id, session.symbol)
-        others = (
-            Position.select()
-            .where(
-                Position.session == session.id,
-                Position.status == "OPEN",
-                Position.symbol != session.symbol,
-            )
-            .count()
-        )
+        others = open_positions_elsewhere(session.id, session.symbol)
         drawdown = (
             (session.peak_equity - equity) / session.peak_equity if session.peak_equity > 0 else 0
         )

@@ -382,6 +382,15 @@ def open_position(session_id, symbol: str) -> Position | None:
     )
 
 
+def open_positions_elsewhere(session_id, symbol: str) -> int:
+    """Open positions the session holds in symbols other than ``symbol``."""
+    return (
+        Position.select()
+        .where(Position.session == session_id, Position.status == "OPEN", Position.symbol != symbol)
+        .count()
+    )
+
+
 def marks_for(session: TradingSession) -> dict[str, Decimal]:
     """Latest price of every symbol the session holds."""
     symbols = Position.select(Position.symbol).where(
@@ -444,15 +453,7 @@ def check_fill_risk(
             else "max_position_size: equity is not positive"
         )
     if effect.opened_new:
-        others = (
-            Position.select()
-            .where(
-                Position.session == session.id,
-                Position.status == "OPEN",
-                Position.symbol != order.symbol,
-            )
-            .count()
-        )
+        others = open_positions_elsewhere(session.id, order.symbol)
         if others + 1 > rules.max_positions:
             raise Rejected(
                 f"max_positions: the session already holds {others} open positions; "

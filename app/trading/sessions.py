@@ -120,36 +120,31 @@ def _already_active(session: TradingSession) -> Conflict:
     )
 
 
-def pause_session(session_id: uuid.UUID, reason: str = "paused by user") -> TradingSession:
-    """RUNNING → PAUSED: no new entries until resumed; orders and positions are kept."""
+def _transition(
+    session_id: uuid.UUID, required: str, status: str, verb: str, reason: str | None
+) -> TradingSession:
     with db.atomic():
         session = get_session(session_id, for_update=True)
-        if session.status != "RUNNING":
+        if session.status != required:
             raise InvalidTransition(
-                "trading session cannot be paused",
-                details=f"session is {session.status}; only a RUNNING session can be paused",
+                f"trading session cannot be {verb}",
+                details=f"session is {session.status}; only a {required} session can be {verb}",
                 session_id=session.id,
             )
-        session.status = "PAUSED"
+        session.status = status
         session.status_reason = reason
         session.save()
     return session
 
 
+def pause_session(session_id: uuid.UUID, reason: str = "paused by user") -> TradingSession:
+    """RUNNING → PAUSED: no new entries until resumed; orders and positions are kept."""
+    return _transition(session_id, "RUNNING", "PAUSED", "paused", reason)
+
+
 def resume_session(session_id: uuid.UUID) -> TradingSession:
     """PAUSED → RUNNING."""
-    with db.atomic():
-        session = get_session(session_id, for_update=True)
-        if session.status != "PAUSED":
-            raise InvalidTransition(
-                "trading session cannot be resumed",
-                details=f"session is {session.status}; only a PAUSED session can be resumed",
-                session_id=session.id,
-            )
-        session.status = "RUNNING"
-        session.status_reason = None
-        session.save()
-    return session
+    return _transition(session_id, "PAUSED", "RUNNING", "resumed", None)
 
 
 def marked_equity(session: TradingSession) -> Decimal:

@@ -1,0 +1,40 @@
+"""What every benchmark needs: a migrated database of its own."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app.db import db, init_database  # noqa: E402
+from app.migrations import migrate  # noqa: E402
+
+
+@contextmanager
+def bench_database() -> Iterator[str]:
+    """DATABASE_URL if set, else a throwaway embedded PostgreSQL; migrated, and yielded as a URL."""
+    url = os.environ.get("DATABASE_URL")
+    embedded = data_dir = None
+    if not url:
+        from app.embedded import EmbeddedPostgres
+
+        data_dir = tempfile.mkdtemp(prefix="cfb-", dir="/tmp")
+        embedded = EmbeddedPostgres(data_dir, cleanup_mode="delete")
+        url = embedded.url("cryptofunk_bench")
+    init_database(url, pool_size=2)
+    migrate()
+    try:
+        yield url
+    finally:
+        db.close_all()
+        if embedded:
+            embedded.stop()
+        if data_dir:
+            shutil.rmtree(data_dir, ignore_errors=True)
