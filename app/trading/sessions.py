@@ -237,12 +237,6 @@ class SessionFigures:
             return self.equity - self.session.initial_capital
         return self.session.total_pnl
 
-    @property
-    def total_trades(self) -> int:
-        if self.session.is_active:
-            return Trade.select().where(Trade.session == self.session.id).count()
-        return self.session.total_trades
-
 
 def session_figures(session_id: uuid.UUID) -> SessionFigures:
     """The session with equity, PnL and open positions as of now."""
