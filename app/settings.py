@@ -79,6 +79,8 @@ class Settings:
         if unknown:
             raise TypeError(f"unknown settings: {sorted(unknown)}")
         settings = replace(settings, **overrides)
+        if settings.llm_base_url and not settings.llm_model:
+            raise SystemExit("LLM_BASE_URL is set but LLM_MODEL is not: name the model to ask")
         if settings.market_feed not in MARKET_FEEDS:
             raise SystemExit(
                 f"MARKET_FEED must be one of {MARKET_FEEDS}, got {settings.market_feed!r}"

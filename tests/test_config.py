@@ -8,6 +8,7 @@ import pytest
 
 from app import create_app
 from app.models import ConfigOverride
+from app.settings import Settings
 
 
 def test_get_config_has_every_section(client):
@@ -104,3 +105,10 @@ def test_patch_with_nothing_to_update_is_400(client):
     response = client.patch("/api/v1/config", json={})
     assert response.status_code == 400
     assert "max_position_size" in response.json["details"]
+
+
+def test_an_llm_endpoint_needs_a_model_and_feeds_are_checked():
+    with pytest.raises(SystemExit, match="LLM_MODEL"):
+        Settings.from_env(llm_base_url="http://127.0.0.1:9/v1", llm_model=None)
+    with pytest.raises(SystemExit, match="MARKET_FEED"):
+        Settings.from_env(market_feed="telepathy")

@@ -152,23 +152,21 @@ def test_stopped_sessions_are_left_alone(session):
     assert Orchestrator().run(now=end_of(79)) == 0
 
 
+def llm_gateway(settings, fake, primary: str, fallback: str) -> OpenAIGateway:
+    configured = replace(
+        settings, llm_base_url=fake.base_url, llm_model=primary, llm_fallback_model=fallback
+    )
+    return OpenAIGateway(configured, timeout=2)
+
+
 def test_llm_approval_goes_through_the_gateway(session, settings):
     fake = FakeLLM()
     try:
-        gateway = OpenAIGateway(
-            replace(settings, llm_base_url=fake.base_url, llm_api_key="k"), timeout=2
-        )
         update_config({"llm_temperature": 0.2})
-        import app.runtime_config as rc
-
-        rc._DEFAULTS["llm"]["primary_model"] = "reject-primary"
-        rc._DEFAULTS["llm"]["fallback_model"] = "approve-fallback"
-        try:
-            write_candles("BTC/USDT", trend(60000, 0.004, 80, noise=0.0005))
-            Orchestrator(gateway).run(now=end_of(79))
-        finally:
-            rc._DEFAULTS["llm"]["primary_model"] = "local-rules"
-            rc._DEFAULTS["llm"]["fallback_model"] = "local-rules"
+        write_candles("BTC/USDT", uptrend())
+        Orchestrator(llm_gateway(settings, fake, "reject-primary", "approve-fallback")).run(
+            now=end_of(79)
+        )
         approval = Decision.get(Decision.decision_type == "risk_approval")
         assert (approval.decision, approval.model) == ("REJECT", "reject-primary")
         assert (approval.prompt_tokens, approval.completion_tokens) == (1200, 80)
@@ -181,22 +179,31 @@ def test_llm_approval_goes_through_the_gateway(session, settings):
 
 def test_malformed_llm_answer_is_a_failed_decision_and_places_no_order(session, settings):
     fake = FakeLLM()
-    import app.runtime_config as rc
-
     try:
-        gateway = OpenAIGateway(replace(settings, llm_base_url=fake.base_url), timeout=2)
-        rc._DEFAULTS["llm"]["primary_model"] = "garbage-primary"
-        rc._DEFAULTS["llm"]["fallback_model"] = "garbage-fallback"
-        write_candles("BTC/USDT", trend(60000, 0.004, 80, noise=0.0005))
-        Orchestrator(gateway).run(now=end_of(79))
+        write_candles("BTC/USDT", uptrend())
+        Orchestrator(llm_gateway(settings, fake, "garbage-primary", "garbage-fallback")).run(
+            now=end_of(79)
+        )
         approval = Decision.get(Decision.decision_type == "risk_approval")
         assert (approval.decision, approval.outcome) == ("REJECT", "FAILURE")
         assert "no valid LLM answer" in approval.reasoning
         assert approval.response.startswith("I think")
         assert Order.select().count() == 0
     finally:
-        rc._DEFAULTS["llm"]["primary_model"] = "local-rules"
-        rc._DEFAULTS["llm"]["fallback_model"] = "local-rules"
+        fake.close()
+
+
+def test_approving_llm_lets_the_order_through(session, settings):
+    fake = FakeLLM()
+    try:
+        write_candles("BTC/USDT", uptrend())
+        Orchestrator(llm_gateway(settings, fake, "approve-primary", "reject-fallback")).run(
+            now=end_of(79)
+        )
+        approval = Decision.get(Decision.decision_type == "risk_approval")
+        assert (approval.decision, approval.model) == ("APPROVE", "approve-primary")
+        assert Order.get(Order.source == "orchestrator").side == "BUY"
+    finally:
         fake.close()
 
 

@@ -98,6 +98,9 @@ class OpenAIGateway:
     """Chat completions against any OpenAI-compatible endpoint, with fallback and a cache."""
 
     def __init__(self, settings: Settings, timeout: float = 20.0):
+        # LLM_MODEL / LLM_FALLBACK_MODEL choose the models (GET /config reports the same names).
+        self.primary = settings.llm_model
+        self.fallback = settings.llm_fallback_model
         self.client = openai.OpenAI(
             base_url=settings.llm_base_url,
             api_key=settings.llm_api_key or "not-needed",
@@ -107,9 +110,10 @@ class OpenAIGateway:
 
     def approve(self, prompt: str, llm: dict, prices: dict, facts: dict | None = None) -> Answer:
         """Ask the primary model, then the fallback; the facts are already in the prompt."""
-        models = [llm["primary_model"]]
-        if llm.get("fallback_model") and llm["fallback_model"] not in models:
-            models.append(llm["fallback_model"])
+        models = [self.primary or llm["primary_model"]]
+        fallback = self.fallback or llm.get("fallback_model")
+        if fallback and fallback not in models:
+            models.append(fallback)
         failure: LlmFailure | None = None
         for model in models:
             try:
