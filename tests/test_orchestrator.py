@@ -152,6 +152,13 @@ def test_stopped_sessions_are_left_alone(session):
     assert Orchestrator().run(now=end_of(79)) == 0
 
 
+@pytest.fixture
+def fake():
+    server = FakeLLM()
+    yield server
+    server.close()
+
+
 def llm_gateway(settings, fake, primary: str, fallback: str) -> OpenAIGateway:
     configured = replace(
         settings, llm_base_url=fake.base_url, llm_model=primary, llm_fallback_model=fallback
@@ -159,52 +166,40 @@ def llm_gateway(settings, fake, primary: str, fallback: str) -> OpenAIGateway:
     return OpenAIGateway(configured, timeout=2)
 
 
-def test_llm_approval_goes_through_the_gateway(session, settings):
-    fake = FakeLLM()
-    try:
-        update_config({"llm_temperature": 0.2})
-        write_candles("BTC/USDT", uptrend())
-        Orchestrator(llm_gateway(settings, fake, "reject-primary", "approve-fallback")).run(
-            now=end_of(79)
-        )
-        approval = Decision.get(Decision.decision_type == "risk_approval")
-        assert (approval.decision, approval.model) == ("REJECT", "reject-primary")
-        assert (approval.prompt_tokens, approval.completion_tokens) == (1200, 80)
-        assert "reject-primary says so" in approval.reasoning
-        assert fake.requests[0]["temperature"] == 0.2
-        assert Order.select().count() == 0
-    finally:
-        fake.close()
+def test_llm_approval_goes_through_the_gateway(session, settings, fake):
+    update_config({"llm_temperature": 0.2})
+    write_candles("BTC/USDT", uptrend())
+    Orchestrator(llm_gateway(settings, fake, "reject-primary", "approve-fallback")).run(
+        now=end_of(79)
+    )
+    approval = Decision.get(Decision.decision_type == "risk_approval")
+    assert (approval.decision, approval.model) == ("REJECT", "reject-primary")
+    assert (approval.prompt_tokens, approval.completion_tokens) == (1200, 80)
+    assert "reject-primary says so" in approval.reasoning
+    assert fake.requests[0]["temperature"] == 0.2
+    assert Order.select().count() == 0
 
 
-def test_malformed_llm_answer_is_a_failed_decision_and_places_no_order(session, settings):
-    fake = FakeLLM()
-    try:
-        write_candles("BTC/USDT", uptrend())
-        Orchestrator(llm_gateway(settings, fake, "garbage-primary", "garbage-fallback")).run(
-            now=end_of(79)
-        )
-        approval = Decision.get(Decision.decision_type == "risk_approval")
-        assert (approval.decision, approval.outcome) == ("REJECT", "FAILURE")
-        assert "no valid LLM answer" in approval.reasoning
-        assert approval.response.startswith("I think")
-        assert Order.select().count() == 0
-    finally:
-        fake.close()
+def test_malformed_llm_answer_is_a_failed_decision_and_places_no_order(session, settings, fake):
+    write_candles("BTC/USDT", uptrend())
+    Orchestrator(llm_gateway(settings, fake, "garbage-primary", "garbage-fallback")).run(
+        now=end_of(79)
+    )
+    approval = Decision.get(Decision.decision_type == "risk_approval")
+    assert (approval.decision, approval.outcome) == ("REJECT", "FAILURE")
+    assert "no valid LLM answer" in approval.reasoning
+    assert approval.response.startswith("I think")
+    assert Order.select().count() == 0
 
 
-def test_approving_llm_lets_the_order_through(session, settings):
-    fake = FakeLLM()
-    try:
-        write_candles("BTC/USDT", uptrend())
-        Orchestrator(llm_gateway(settings, fake, "approve-primary", "reject-fallback")).run(
-            now=end_of(79)
-        )
-        approval = Decision.get(Decision.decision_type == "risk_approval")
-        assert (approval.decision, approval.model) == ("APPROVE", "approve-primary")
-        assert Order.get(Order.source == "orchestrator").side == "BUY"
-    finally:
-        fake.close()
+def test_approving_llm_lets_the_order_through(session, settings, fake):
+    write_candles("BTC/USDT", uptrend())
+    Orchestrator(llm_gateway(settings, fake, "approve-primary", "reject-fallback")).run(
+        now=end_of(79)
+    )
+    approval = Decision.get(Decision.decision_type == "risk_approval")
+    assert (approval.decision, approval.model) == ("APPROVE", "approve-primary")
+    assert Order.get(Order.source == "orchestrator").side == "BUY"
 
 
 def test_weighted_vote_abstains_on_hold_and_cancels_opposites():

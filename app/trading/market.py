@@ -24,22 +24,13 @@ def record_tick(
 
     An older tick never overwrites a newer latest price; the engine still sees every tick.
     """
-    with db.atomic():
-        return _record_tick(symbol, price, volume, timestamp, source)
-
-
-def _record_tick(symbol, price, volume, timestamp, source) -> MarketPrice:
     now = utcnow()
     tick_time = timestamp or now
-    MarketTick.create(
-        symbol=symbol,
-        price=price,
-        volume=volume,
-        source=source,
-        tick_time=tick_time,
-        created_at=now,
-    )
-    (
+    with db.atomic():
+        MarketTick.create(
+            symbol=symbol, price=price, volume=volume, source=source, tick_time=tick_time,
+            created_at=now,
+        )  # fmt: skip
         MarketPrice.insert(
             symbol=symbol,
             price=price,
@@ -47,8 +38,7 @@ def _record_tick(symbol, price, volume, timestamp, source) -> MarketPrice:
             source=source,
             price_time=tick_time,
             updated_at=now,
-        )
-        .on_conflict(
+        ).on_conflict(
             conflict_target=[MarketPrice.symbol],
             update={
                 MarketPrice.price: EXCLUDED.price,
@@ -58,10 +48,8 @@ def _record_tick(symbol, price, volume, timestamp, source) -> MarketPrice:
                 MarketPrice.updated_at: EXCLUDED.updated_at,
             },
             where=(MarketPrice.price_time <= EXCLUDED.price_time),
-        )
-        .execute()
-    )
-    return MarketPrice.get_by_id(symbol)
+        ).execute()
+        return MarketPrice.get_by_id(symbol)
 
 
 def latest_prices(symbols: list[str] | None = None) -> list[MarketPrice]:
