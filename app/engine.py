@@ -158,35 +158,36 @@ class Engine:
     def cycle(self) -> bool:
         """One engine step; True when it hit its batch limit and should run again at once."""
         now = time.monotonic()
+        config = trading_rules()  # once per cycle: every step below reads this same document
         if self.feed is not None and now >= self.next_feed_at:
             self.next_feed_at = now + self.feed.interval
-            config = trading_rules()
+            agents = config["agents"]
+            self.feed.history_seconds = int(agents["candle_seconds"]) * int(
+                agents["lookback_candles"]
+            )
             with db.atomic():
-                self.feed.history_seconds = int(config["agents"]["candle_seconds"]) * int(
-                    config["agents"]["lookback_candles"]
-                )
                 self.feed.tick(followed_symbols(config["trading"]["symbols"]))
-        rules = Rules.current()
+        rules = Rules.from_config(config)
         handled = process_pending(rules, max_ticks=TICK_BATCH)
-        config = trading_rules()["exchange"]
+        exchange = config["exchange"]
         if now >= self.next_mark_at:
-            self.next_mark_at = now + float(config["mark_interval_seconds"])
+            self.next_mark_at = now + float(exchange["mark_interval_seconds"])
             sample = now >= self.next_sample_at
             if sample:
-                self.next_sample_at = now + float(config["equity_sample_seconds"])
+                self.next_sample_at = now + float(exchange["equity_sample_seconds"])
             mark_to_market(rules, sample)
-        self.run_agents(now)
+        self.run_agents(now, config)
         if now >= self.next_prune_at:
             self.next_prune_at = now + PRUNE_INTERVAL_SECONDS
             prune_ticks()
         return handled >= TICK_BATCH
 
-    def run_agents(self, now: float) -> None:
+    def run_agents(self, now: float, config: dict) -> None:
         """Agents decide on closed candles; outcomes are judged; silent agents go inactive."""
-        self.orchestrator.run()
+        self.orchestrator.run(config=config)
         if now >= self.next_outcome_at:
             self.next_outcome_at = now + OUTCOME_INTERVAL_SECONDS
-            resolve_outcomes(Decimal(str(trading_rules()["agents"]["hold_band"])))
+            resolve_outcomes(Decimal(str(config["agents"]["hold_band"])))
             mark_silent_agents_inactive()
 
     def _announce(self, status: str, message: str) -> None:

@@ -105,13 +105,16 @@ class Orchestrator:
             )
 
     # -- one pass --------------------------------------------------------------------------
-    def run(self, now: datetime | None = None) -> int:
-        """Decide for every active session whose latest candle has not been decided yet."""
+    def run(self, now: datetime | None = None, config: dict | None = None) -> int:
+        """Decide for every active session whose latest candle has not been decided yet.
+
+        ``config`` is the configuration document the caller already loaded this cycle.
+        """
         now = now or utcnow()
-        config = trading_rules()
+        config = config or trading_rules()
         cfg = AgentConfig.current(config)
         self.heartbeat(cfg)
-        rules = Rules.current()
+        rules = Rules.from_config(config)
         decided = 0
         sessions = TradingSession.select(TradingSession.id).where(
             TradingSession.status.in_(ACTIVE_SESSION_STATUSES)

@@ -59,7 +59,11 @@ class Rules:
     @classmethod
     def current(cls) -> Rules:
         """Read the defaults and the overrides stored in the database."""
-        config = trading_rules()
+        return cls.from_config(trading_rules())
+
+    @classmethod
+    def from_config(cls, config: dict) -> Rules:
+        """Build the rules from an already loaded configuration document."""
         exchange, risk = config["exchange"], config["risk"]
 
         def dec(value) -> Decimal:
