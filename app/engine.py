@@ -21,8 +21,10 @@ from app.events import publish_error, publish_status
 from app.models import MarketTick, utcnow
 from app.runtime_config import trading_rules
 from app.settings import Settings
-from app.trading.exchange import Rules, mark_to_market, process_pending
 from app.trading.feeds import ReplayFeed, SimulatedFeed, followed_symbols
+from app.trading.marking import mark_to_market
+from app.trading.matching import process_pending
+from app.trading.rules import Rules
 
 log = logging.getLogger(__name__)
 

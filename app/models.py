@@ -135,6 +135,11 @@ class Position(TimestampedModel):
     class Meta:
         table_name = "positions"
 
+    @classmethod
+    def open_for(cls, session_id):
+        """The open positions of a session (one per symbol at most)."""
+        return cls.select().where(cls.session == session_id, cls.status == "OPEN")
+
 
 class Order(TimestampedModel):
     id = UUIDField(primary_key=True, default=uuid.uuid4)

@@ -29,9 +29,10 @@ from common import ROOT, bench_database
 from app.db import db
 from app.models import ALL_TABLES
 from app.runtime_config import update_config
-from app.trading.exchange import Rules, process_pending
 from app.trading.market import record_tick
+from app.trading.matching import process_pending
 from app.trading.orders import OrderRequest, place_order
+from app.trading.rules import Rules
 from app.trading.sessions import start_session
 from tests.live import LiveClient, WebServer
 

@@ -9,7 +9,9 @@ from decimal import Decimal as D
 import pytest
 
 from app.models import EquitySnapshot, Order, Position, SystemEvent, Trade, TradingSession
-from app.trading.exchange import Rules, mark_to_market, process_pending
+from app.trading.marking import mark_to_market
+from app.trading.matching import process_pending
+from app.trading.rules import Rules
 
 # No slippage and roomy limits unless a test is about them; commission 0.1 %.
 RULES = Rules(

@@ -10,11 +10,13 @@ from hypothesis import strategies as st
 
 from app.db import db
 from app.models import Order, Position, Trade, TradingSession
-from app.trading.exchange import Rules, equity_of, marks_for, process_pending
 from app.trading.market import record_tick
+from app.trading.matching import process_pending
 from app.trading.orders import OrderRequest, place_order
 from app.trading.portfolio import Book, apply_fill
+from app.trading.rules import Rules
 from app.trading.sessions import start_session
+from app.trading.valuation import equity_of, marks_for
 
 prices = st.decimals(min_value=D("1"), max_value=D("1000"), places=2)
 quantities = st.decimals(min_value=D("0.01"), max_value=D("20"), places=2)

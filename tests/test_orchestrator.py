@@ -25,8 +25,9 @@ from app.models import (
     utcnow,
 )
 from app.runtime_config import update_config
-from app.trading.exchange import Rules, process_pending
 from app.trading.market import record_tick
+from app.trading.matching import process_pending
+from app.trading.rules import Rules
 from app.trading.sessions import pause_session, start_session
 from tests.factories import make_agent
 from tests.fake_llm import FakeLLM

@@ -35,8 +35,9 @@ from app.db import db
 from app.events import publish_error
 from app.models import ACTIVE_SESSION_STATUSES, Agent, Decision, Position, TradingSession, utcnow
 from app.runtime_config import trading_rules
-from app.trading.exchange import Rules, equity_of, marks_for, open_positions_elsewhere
 from app.trading.orders import OrderRequest, place_order
+from app.trading.rules import Rules
+from app.trading.valuation import equity_of, marks_for, open_positions_elsewhere
 
 log = logging.getLogger(__name__)
 VOTES = {"BUY": 1, "SELL": -1, "HOLD": 0}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 
-from app.trading.exchange import Rules
+from app.trading.rules import Rules
 
 QUANTITY_STEP = Decimal("0.000001")
 # Entries use at most this share of the max_position_size budget, leaving room for fees and

@@ -22,8 +22,9 @@ from app.models import (
     utcnow,
 )
 from app.pagination import Page
-from app.trading.exchange import close_session_positions, equity_of, marks_for
+from app.trading.marking import close_session_positions
 from app.trading.stats import max_drawdown, sharpe_ratio
+from app.trading.valuation import equity_of, marks_for
 
 PAPER_EXCHANGE = "PAPER"
 

@@ -1,0 +1,89 @@
+"""Periodic marking: open positions at the latest prices, loss limits, equity samples; and the
+closing of a stopping session's positions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from peewee import fn
+
+from app.db import db
+from app.events import publish_error
+from app.models import (
+    ACTIVE_SESSION_STATUSES,
+    EquitySnapshot,
+    Position,
+    TradingSession,
+    utcnow,
+)
+from app.trading.ledger import Ledger
+from app.trading.limits import breach_event, update_loss_limits
+from app.trading.rules import Rules, money
+from app.trading.valuation import book_of, equity_of, marks_for
+
+
+def record_equity(
+    session: TradingSession, marks: dict[str, Decimal], now: datetime
+) -> EquitySnapshot:
+    equity, value, unrealized = equity_of(session, marks)
+    realized = (
+        Position.select(fn.COALESCE(fn.SUM(Position.realized_pnl), 0))
+        .where(Position.session == session.id)
+        .scalar()
+    )
+    return EquitySnapshot.create(
+        session=session.id,
+        sampled_at=now,
+        equity=equity,
+        cash=session.cash,
+        position_value=value,
+        realized_pnl=money(Decimal(realized)),
+        unrealized_pnl=unrealized,
+    )
+
+
+def mark_to_market(rules: Rules, sample: bool) -> int:
+    """Mark every open position, enforce loss limits; with ``sample``, record equity points."""
+    marked = 0
+    now = utcnow()
+    sessions = TradingSession.select(TradingSession.id).where(
+        TradingSession.status.in_(ACTIVE_SESSION_STATUSES)
+    )
+    for (session_id,) in sessions.tuples():
+        with db.atomic():
+            session = (
+                TradingSession.select().where(TradingSession.id == session_id).for_update().first()
+            )
+            if session is None or session.status not in ACTIVE_SESSION_STATUSES:
+                continue
+            marks = marks_for(session)
+            for position in Position.open_for(session.id).for_update():
+                mark = marks.get(position.symbol)
+                if mark is None or mark == position.mark_price:
+                    continue
+                position.mark_price = mark
+                position.unrealized_pnl = money(book_of(position).unrealized(mark))
+                position.save()
+                marked += 1
+            equity, _, _ = equity_of(session, marks)
+            breach = update_loss_limits(session, equity, rules, now.date())
+            session.save()
+            if breach:
+                error, details, severity, metadata = breach_event(session, breach)
+                publish_error(error, details, severity, **metadata)
+            if sample:
+                record_equity(session, marks, now)
+    return marked
+
+
+def close_session_positions(session: TradingSession, rules: Rules | None = None) -> None:
+    """Close everything a stopping session holds at the latest price (entry price if none)."""
+    ledger = Ledger(rules or Rules.current())
+    ledger.lock_sessions([session.id])
+    book = ledger.session(session.id)
+    for position in list(book.positions.values()):
+        last = ledger.price(position.symbol)
+        price = last.price if last is not None else position.entry_price
+        ledger.close_at_market(position, price, source="session_stop", reason="session stopped")
+    ledger.flush()

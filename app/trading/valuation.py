@@ -1,0 +1,77 @@
+"""What a session is worth: positions as books, marks, equity. Reads only; no matching."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from decimal import Decimal
+
+from app.models import MarketPrice, Position, TradingSession
+from app.trading.portfolio import Book
+from app.trading.rules import money
+
+
+def book_of(position: Position | None) -> Book:
+    """A position row as the signed numbers the portfolio arithmetic works on."""
+    if position is None:
+        return Book()
+    direction = Decimal(1) if position.side == "LONG" else Decimal(-1)
+    return Book(
+        quantity=position.quantity * direction,
+        entry_price=position.entry_price,
+        fees=position.fees,
+        realized_pnl=position.realized_pnl,
+        closed_quantity=position.closed_quantity,
+        exit_price=position.exit_price,
+    )
+
+
+def latest_price(symbol: str) -> MarketPrice | None:
+    return MarketPrice.get_or_none(MarketPrice.symbol == symbol)
+
+
+def prices_of(symbols: Iterable[str]) -> dict[str, MarketPrice]:
+    """Latest price rows of ``symbols`` (those that have one), in one query."""
+    wanted = sorted(set(symbols))
+    if not wanted:
+        return {}
+    return {row.symbol: row for row in MarketPrice.select().where(MarketPrice.symbol.in_(wanted))}
+
+
+def marks_for(session: TradingSession) -> dict[str, Decimal]:
+    """Latest price of every symbol the session holds."""
+    symbols = Position.select(Position.symbol).where(
+        Position.session == session.id, Position.status == "OPEN"
+    )
+    return {
+        row.symbol: row.price for row in MarketPrice.select().where(MarketPrice.symbol.in_(symbols))
+    }
+
+
+def value_positions(
+    positions: Iterable[Position], marks: dict[str, Decimal]
+) -> tuple[Decimal, Decimal]:
+    """(signed position value, unrealized PnL) of open positions at ``marks``.
+
+    A symbol without a mark is valued at its last mark, or its entry price.
+    """
+    value = Decimal(0)
+    unrealized = Decimal(0)
+    for position in positions:
+        book = book_of(position)
+        mark = marks.get(position.symbol, position.mark_price or position.entry_price)
+        value += book.quantity * mark
+        unrealized += book.unrealized(mark)
+    return value, unrealized
+
+
+def equity_of(
+    session: TradingSession, marks: dict[str, Decimal]
+) -> tuple[Decimal, Decimal, Decimal]:
+    """(equity, signed position value, unrealized PnL) of the session at ``marks``."""
+    value, unrealized = value_positions(Position.open_for(session.id), marks)
+    return money(session.cash + value), money(value), money(unrealized)
+
+
+def open_positions_elsewhere(session_id, symbol: str) -> int:
+    """Open positions the session holds in symbols other than ``symbol``."""
+    return Position.open_for(session_id).where(Position.symbol != symbol).count()
