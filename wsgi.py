@@ -16,4 +16,4 @@ app = create_app()
 
 if monkey.is_module_patched("socket"):
     # Listen before the first client arrives, so no event of this process's lifetime is missed.
-    hub.ensure_started(app.extensions["cryptofunk"]["settings"].database_url)
+    hub.ensure_started(app.extensions["cryptofunk"]["settings"])

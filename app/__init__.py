@@ -30,7 +30,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.api import register_blueprints
     from app.api.base import RestApi
     from app.api.errors import register_error_handlers
-    from app.api.hooks import register_request_hooks
+    from app.api.hooks import register_request_hooks, wrap_read_views
     from app.api.ws import decline_compression, sock
     from app.db import init_database
     from app.realtime.hub import hub
@@ -67,11 +67,18 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["cryptofunk"] = {"settings": settings}
     app.url_map.strict_slashes = False
 
-    init_database(settings.database_url, pool_size=settings.db_pool_size)
+    init_database(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        pool_timeout=settings.db_lock_timeout,
+        lock_timeout=settings.db_lock_timeout,
+        statement_timeout=settings.db_statement_timeout,
+    )
     api = RestApi(app)
     register_error_handlers(app)
     register_request_hooks(app)
     register_blueprints(app, api)
+    wrap_read_views(app)
     app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": hub.settings.max_message_size}
     app.before_request(decline_compression)
     sock.init_app(app)

@@ -1,4 +1,4 @@
-"""Command line: ``python -m app run | web | worker | migrate``."""
+"""Command line: ``python -m app run | web | worker | agents | migrate``."""
 
 from __future__ import annotations
 
@@ -69,16 +69,34 @@ def cmd_worker(settings: Settings) -> int:
     return 0
 
 
+def cmd_agents(settings: Settings) -> int:
+    from app.agents.runner import AgentsProcess
+
+    settings, embedded = _prepare(settings)
+    try:
+        AgentsProcess(settings).run_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if embedded:
+            embedded.stop()
+    return 0
+
+
 def cmd_run(settings: Settings) -> int:
-    """Everything on one machine: database, migrations, trading worker and web server."""
+    """Everything on one machine: database, migrations, engine, agents and web server.
+
+    A crashed engine, agents or web process is restarted with backoff; the rest stay up.
+    """
+    from app.supervisor import Supervisor
+
     settings, embedded = _prepare(settings)
     env = {**os.environ, "DATABASE_URL": settings.database_url}
-    children = {
-        "worker": subprocess.Popen(
-            [sys.executable, "-m", "app", "worker"], cwd=PROJECT_ROOT, env=env
-        ),
-        "web": subprocess.Popen(_gunicorn_command(), cwd=PROJECT_ROOT, env=env),
-    }
+    supervisor = Supervisor(settings.database_url, env, PROJECT_ROOT)
+    supervisor.add("engine", [sys.executable, "-m", "app", "worker"])
+    supervisor.add("agents", [sys.executable, "-m", "app", "agents"])
+    supervisor.add("web", _gunicorn_command())
+    supervisor.start_all()
     print(
         f"CryptoFunk running on http://{settings.api_host}:{settings.api_port} "
         f"(feed: {settings.market_feed}; Ctrl-C stops everything)",
@@ -92,29 +110,16 @@ def cmd_run(settings: Settings) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    exit_code = 0
     try:
         while not stopping:
-            for name, child in children.items():
-                if child.poll() is not None:
-                    log.error("%s exited with code %s; stopping", name, child.returncode)
-                    exit_code = child.returncode or 1
-                    stopping = True
+            supervisor.poll()
             time.sleep(0.2)
     finally:
-        for child in children.values():
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for child in children.values():
-            try:
-                child.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.kill()
+        supervisor.stop_all()
         if embedded:
             embedded.stop()
     print("CryptoFunk stopped", flush=True)
-    return exit_code
+    return 0
 
 
 def cmd_replay_sample(settings: Settings) -> int:
@@ -130,6 +135,7 @@ COMMANDS = {
     "run": cmd_run,
     "web": cmd_web,
     "worker": cmd_worker,
+    "agents": cmd_agents,
     "migrate": cmd_migrate,
     "replay-sample": cmd_replay_sample,
 }

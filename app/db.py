@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import parse_qs, unquote, urlparse
 
 import peewee
-from playhouse.pool import PooledPostgresqlDatabase
+from playhouse.pool import MaxConnectionsExceeded, PooledPostgresqlDatabase
 
 # Errors that mean "the server or the connection is gone", as opposed to a bad query.
 from psycopg2 import InterfaceError as DriverInterfaceError
@@ -20,11 +20,42 @@ class PostgresPool(PooledPostgresqlDatabase):
     first use, reported as a database error (503) and discarded on check-in.
     """
 
+    # Set by the engine process: runs right after BEGIN of every transaction, so that a
+    # superseded engine cannot write (see app.leadership). None everywhere else.
+    transaction_guard = None
+
     def _is_closed(self, conn) -> bool:
         return bool(conn.closed) or self._adapter.txn_status(conn) == self._adapter.txn_unknown
 
+    def begin(self, *args, **kwargs):
+        super().begin(*args, **kwargs)
+        if self.transaction_guard is not None:
+            try:
+                self.transaction_guard(self)
+            except BaseException:
+                self.rollback()
+                raise
+
+    @property
+    def exhausted(self) -> bool:
+        """Every connection the pool may open is checked out right now."""
+        return len(self._in_use) >= self._max_connections
+
+    def discard_broken(self) -> None:
+        """After a connection error: drop this context's connection and every idle one.
+
+        A database restart kills all of them at once; discarding the idle ones now means the
+        next requests connect afresh instead of each failing once on a dead connection.
+        """
+        if not self.is_closed():
+            self.manual_close()
+        self.close_idle()
+
 
 db = PostgresPool(None, autoconnect=True)
+
+# The pool's own "no connection free in time".
+PoolExhausted = MaxConnectionsExceeded
 
 CONNECTION_ERRORS = (
     peewee.OperationalError,
@@ -54,15 +85,36 @@ def connect_kwargs(url: str) -> dict:
     return {key: value for key, value in kwargs.items() if value is not None}
 
 
-def init_database(url: str, pool_size: int = 10) -> None:
-    """Point the shared database object at ``url`` with a bounded pool."""
+def init_database(
+    url: str,
+    pool_size: int = 10,
+    *,
+    pool_timeout: float = 10.0,
+    lock_timeout: float | None = None,
+    statement_timeout: float | None = None,
+    application_name: str | None = None,
+) -> None:
+    """Point the shared database object at ``url`` with a bounded pool.
+
+    ``pool_timeout`` is how long a checkout waits for a free connection; ``lock_timeout`` and
+    ``statement_timeout`` (seconds) bound every statement, so that a request never waits long
+    on a row lock or a slow query (web processes set them; migrations and the engine do not).
+    """
     if not db.deferred:
         db.close_all()
     kwargs = connect_kwargs(url)
     name = kwargs.pop("database")
+    options = [kwargs.get("options", "")]
+    if lock_timeout:
+        options.append(f"-c lock_timeout={int(lock_timeout * 1000)}")
+    if statement_timeout:
+        options.append(f"-c statement_timeout={int(statement_timeout * 1000)}")
+    kwargs["options"] = " ".join(option for option in options if option)
+    if application_name:
+        kwargs["application_name"] = application_name
     # Peewee's init() merges into the previous parameters; a stale port or host must not survive.
     db.connect_params = {}
-    db.init(name, max_connections=pool_size, timeout=10, stale_timeout=300, **kwargs)
+    db.init(name, max_connections=pool_size, timeout=pool_timeout, stale_timeout=300, **kwargs)
 
 
 def close_request_connection(exc: BaseException | None = None) -> None:
@@ -73,3 +125,48 @@ def close_request_connection(exc: BaseException | None = None) -> None:
         db.close()
     except CONNECTION_ERRORS:
         db.manual_close()
+
+
+# SQLSTATEs of "gave up waiting": lock_timeout, statement_timeout. The server is fine; the
+# request may simply be retried.
+TIMEOUT_SQLSTATES = ("55P03", "57014")
+
+
+def is_timeout(error: BaseException) -> bool:
+    """True for a lock or statement timeout (as raised by psycopg2, or wrapped by peewee)."""
+    for candidate in (error, *error.args[:1], error.__cause__, error.__context__):
+        if getattr(candidate, "pgcode", None) in TIMEOUT_SQLSTATES:
+            return True
+    return False
+
+
+def probe(url: str, timeout: float = 1.0) -> bool:
+    """Can a new connection reach the server and run a query within ``timeout`` seconds?
+
+    Uses its own connection, outside the pool, so an exhausted pool cannot make a healthy
+    process look dead. Under gevent the deadline is a gevent timeout, because libpq rounds
+    ``connect_timeout`` up to whole seconds (and to at least 2).
+    """
+    import gevent
+    import psycopg2
+    from gevent import monkey
+
+    kwargs = connect_kwargs(url)
+    kwargs["connect_timeout"] = max(2, int(timeout + 0.999))
+
+    def attempt() -> bool:
+        conn = psycopg2.connect(**kwargs)
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            return True
+        finally:
+            conn.close()
+
+    try:
+        if monkey.is_module_patched("socket"):
+            with gevent.Timeout(timeout):
+                return attempt()
+        return attempt()
+    except (psycopg2.Error, OSError, gevent.Timeout):
+        return False

@@ -1,23 +1,23 @@
-"""The trading engine process: one active engine per database, the others wait as hot standby."""
+"""The trading engine process: one active engine per database, the others wait as hot standby.
+
+The engine drives the feed, matches orders, marks positions and samples equity. It talks to
+nothing but PostgreSQL: agents run in their own processes (app/agents/runner.py).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-import select
 import signal
 import socket
 import time
 from datetime import timedelta
-from decimal import Decimal
 
 import psycopg2
 
-from app.agents.llm import build_gateway
-from app.agents.orchestrator import Orchestrator, mark_silent_agents_inactive
-from app.agents.outcomes import resolve_outcomes
-from app.db import CONNECTION_ERRORS, connect_kwargs, db, init_database
+from app.db import CONNECTION_ERRORS, db, init_database
 from app.events import publish_error, publish_status
+from app.leadership import Leadership, Superseded, application_name
 from app.models import MarketTick, utcnow
 from app.runtime_config import trading_rules
 from app.settings import Settings
@@ -28,63 +28,12 @@ from app.trading.rules import Rules
 
 log = logging.getLogger(__name__)
 
-ENGINE_LOCK_KEY = 727_002
 STANDBY_POLL_SECONDS = 1.0
 WAKE_CHANNEL = "cryptofunk_engine"
 MAX_IDLE_SECONDS = 1.0
 TICK_BATCH = 500
 PRUNE_INTERVAL_SECONDS = 3600
-OUTCOME_INTERVAL_SECONDS = 1.0
-
-
-class LeaderLock:
-    """A PostgreSQL session advisory lock held on its own connection.
-
-    The lock lives exactly as long as that connection, so a crashed engine releases it at once
-    and a standby takes over on its next poll.
-    """
-
-    def __init__(self, url: str, key: int = ENGINE_LOCK_KEY):
-        self.url = url
-        self.key = key
-        self.conn = None
-
-    def try_acquire(self) -> bool:
-        if self.conn is None or self.conn.closed:
-            self.conn = psycopg2.connect(**connect_kwargs(self.url))
-            self.conn.autocommit = True
-        with self.conn.cursor() as cur:
-            cur.execute("SELECT pg_try_advisory_lock(%s)", (self.key,))
-            return bool(cur.fetchone()[0])
-
-    def still_held(self) -> bool:
-        try:
-            with self.conn.cursor() as cur:
-                cur.execute("SELECT 1")
-            return True
-        except psycopg2.Error:
-            return False
-
-    def listen(self, channel: str) -> None:
-        with self.conn.cursor() as cur:
-            cur.execute(f"LISTEN {channel}")
-
-    def wait(self, timeout: float) -> bool:
-        """Sleep until a notification or ``timeout``; False if the connection (and lock) died."""
-        try:
-            readable, _, _ = select.select([self.conn], [], [], timeout)
-            self.conn.poll()
-            self.conn.notifies.clear()
-            if not readable and timeout >= MAX_IDLE_SECONDS:
-                return self.still_held()
-            return True
-        except (psycopg2.Error, OSError):
-            return False
-
-    def release(self) -> None:
-        if self.conn is not None and not self.conn.closed:
-            self.conn.close()
-        self.conn = None
+RETRY_AFTER_FAILURE_SECONDS = 0.5
 
 
 class Engine:
@@ -92,62 +41,84 @@ class Engine:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.feed = build_feed(settings.market_feed)
+        self.feed = build_feed(settings)
         self.stopping = False
         self.identity = f"{socket.gethostname()}:{os.getpid()}"
         self.next_feed_at = 0.0
         self.next_mark_at = 0.0
         self.next_sample_at = 0.0
         self.next_prune_at = 0.0
-        self.next_outcome_at = 0.0
-        self.orchestrator = Orchestrator(build_gateway(settings))
 
     def _stop(self, signum, frame):
         self.stopping = True
 
     def run_forever(self) -> None:
         """Wait for leadership, then run cycles until SIGTERM/SIGINT."""
-        init_database(self.settings.database_url, pool_size=2)
+        # Every connection carries the engine's name, so a standby can fence this one off.
+        init_database(
+            self.settings.database_url,
+            pool_size=2,
+            application_name=application_name(self.identity),
+        )
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
-        lock = LeaderLock(self.settings.database_url)
+        leadership = Leadership(
+            self.settings.database_url, self.identity, self.settings.engine_takeover_seconds
+        )
         try:
             while not self.stopping:
                 try:
-                    if not lock.try_acquire():
+                    if not leadership.try_acquire():
                         time.sleep(STANDBY_POLL_SECONDS)
                         continue
-                    lock.listen(WAKE_CHANNEL)
+                    leadership.listen(WAKE_CHANNEL)
                 except psycopg2.Error as exc:
                     log.warning("database unavailable (%s); retrying", exc)
-                    lock.release()
+                    leadership.release()
                     time.sleep(STANDBY_POLL_SECONDS)
                     continue
-                log.info("engine is active (feed: %s)", self.settings.market_feed)
-                self._announce("engine_started", "Trading engine is active")
-                self._lead(lock)
-                self._announce("engine_stopped", "Trading engine stopped")
+                log.info(
+                    "engine is active (feed: %s, epoch %s)",
+                    self.settings.market_feed,
+                    leadership.epoch,
+                )
+                db.transaction_guard = leadership.check_epoch
+                self._announce("engine_started", "Trading engine is active", leadership.epoch)
+                self._lead(leadership)
+                db.transaction_guard = None
+                self._announce("engine_stopped", "Trading engine stopped", leadership.epoch)
+                leadership.release()
+                db.close_all()
                 log.info("engine left the active role")
         finally:
-            lock.release()
+            db.transaction_guard = None
+            leadership.release()
             db.close_all()
 
-    def _lead(self, lock: LeaderLock) -> None:
+    def _lead(self, leadership: Leadership) -> None:
         while not self.stopping:
+            if not leadership.heartbeat():
+                log.warning("engine lost its leadership (epoch %s)", leadership.epoch)
+                return
             try:
                 with db.connection_context():
                     busy = self.cycle()
+            except Superseded as exc:
+                log.warning("engine was superseded: %s", exc)
+                return
             except CONNECTION_ERRORS as exc:
                 log.warning("engine cycle lost the database: %s", exc)
+                db.discard_broken()
                 busy = False
             except Exception as exc:
                 # A failing cycle must not kill the engine; it is reported and retried.
                 log.exception("engine cycle failed")
                 self._report_failure(exc)
+                time.sleep(RETRY_AFTER_FAILURE_SECONDS)
                 busy = False
             if busy:
-                continue  # more ticks may be waiting: go again at once
-            if not lock.wait(self._seconds_until_due()):
+                continue  # more ticks or orders may be waiting: go again at once
+            if not leadership.wait(self._seconds_until_due()):
                 return  # the lock connection is gone, and the lock with it
 
     def _seconds_until_due(self) -> float:
@@ -158,7 +129,7 @@ class Engine:
         return max(0.0, min(min(due) - now, MAX_IDLE_SECONDS))
 
     def cycle(self) -> bool:
-        """One engine step; True when it hit its batch limit and should run again at once."""
+        """One engine step; True when it hit a batch limit and should run again at once."""
         now = time.monotonic()
         config = trading_rules()  # once per cycle: every step below reads this same document
         if self.feed is not None and now >= self.next_feed_at:
@@ -178,27 +149,22 @@ class Engine:
             if sample:
                 self.next_sample_at = now + float(exchange["equity_sample_seconds"])
             mark_to_market(rules, sample)
-        self.run_agents(now, config)
         if now >= self.next_prune_at:
             self.next_prune_at = now + PRUNE_INTERVAL_SECONDS
-            prune_ticks()
-        return handled >= TICK_BATCH
+            prune_ticks(self.settings.tick_retention_days)
+        return handled >= TICK_BATCH or time.monotonic() - now > MAX_IDLE_SECONDS / 4
 
-    def run_agents(self, now: float, config: dict) -> None:
-        """Agents decide on closed candles; outcomes are judged; silent agents go inactive."""
-        self.orchestrator.run(config=config)
-        if now >= self.next_outcome_at:
-            self.next_outcome_at = now + OUTCOME_INTERVAL_SECONDS
-            resolve_outcomes(Decimal(str(config["agents"]["hold_band"])))
-            mark_silent_agents_inactive()
-
-    def _announce(self, status: str, message: str) -> None:
+    def _announce(self, status: str, message: str, epoch: int | None) -> None:
         try:
             with db.connection_context():
                 publish_status(
-                    status, message, feed=self.settings.market_feed, process=self.identity
+                    status,
+                    message,
+                    feed=self.settings.market_feed,
+                    process=self.identity,
+                    epoch=epoch,
                 )
-        except CONNECTION_ERRORS as exc:
+        except (*CONNECTION_ERRORS, Superseded) as exc:
             log.warning("could not publish %s: %s", status, exc)
 
     def _report_failure(self, exc: Exception) -> None:
@@ -207,32 +173,31 @@ class Engine:
                 publish_error(
                     "Engine cycle failed", f"{type(exc).__name__}: {exc}", process=self.identity
                 )
-        except CONNECTION_ERRORS:
+        except Exception:
             log.warning("could not publish the engine failure")
 
 
-def build_feed(name: str):
+def build_feed(settings: Settings):
     """The market feed the engine drives itself (manual ticks arrive through the API)."""
-    if name == "simulated":
+    if settings.market_feed == "simulated":
         return SimulatedFeed(
-            interval=float(os.environ.get("FEED_TICK_SECONDS", "1.0")),
-            seed=int(os.environ.get("FEED_SEED", "42")),
-            volatility=float(os.environ.get("FEED_VOLATILITY", "0.0005")),
-            drift=float(os.environ.get("FEED_DRIFT", "0.0")),
+            interval=settings.feed_tick_seconds,
+            seed=settings.feed_seed,
+            volatility=settings.feed_volatility,
+            drift=settings.feed_drift,
         )
-    if name == "replay":
-        return ReplayFeed.from_env()
+    if settings.market_feed == "replay":
+        return ReplayFeed.from_settings(settings)
     return None
 
 
-def prune_ticks() -> int:
-    """Drop processed ticks older than the retention period (TICK_RETENTION_DAYS, default 7)."""
-    days = int(os.environ.get("TICK_RETENTION_DAYS", "7"))
+def prune_ticks(retention_days: int = 7) -> int:
+    """Drop processed ticks older than the retention period (TICK_RETENTION_DAYS)."""
     return (
         MarketTick.delete()
         .where(
             MarketTick.processed_at.is_null(False),
-            MarketTick.tick_time < utcnow() - timedelta(days=days),
+            MarketTick.tick_time < utcnow() - timedelta(days=retention_days),
         )
         .execute()
     )

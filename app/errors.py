@@ -47,4 +47,11 @@ class Conflict(CryptoFunkError):
 
 
 class Unavailable(CryptoFunkError):
-    """A dependency such as the database cannot be reached (503)."""
+    """A dependency such as the database cannot be reached, or the system is overloaded (503).
+
+    ``retry_after`` (seconds) becomes the ``Retry-After`` header.
+    """
+
+    def __init__(self, message: str, *, retry_after: int = 1, **kwargs):
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after

@@ -233,6 +233,7 @@ class Decision(BaseModel):
     position = ForeignKeyField(Position, column_name="position_id", null=True, backref="decisions")
     reference_price = Money(null=True)
     resolve_after = DateTimeTZField(null=True)
+    candle_at = DateTimeTZField(null=True)
 
     class Meta:
         table_name = "llm_decisions"
@@ -310,7 +311,39 @@ class SystemEvent(BaseModel):
         table_name = "system_events"
 
 
+class AgentClaim(BaseModel):
+    """A session's closed candle, leased to one agents process at a time."""
+
+    session = ForeignKeyField(TradingSession, column_name="session_id")
+    candle_at = DateTimeTZField()
+    token = UUIDField()
+    holder = CharField()
+    lease_until = DateTimeTZField()
+    attempts = IntegerField(default=1)
+    done_at = DateTimeTZField(null=True)
+
+    class Meta:
+        table_name = "agent_claims"
+        primary_key = CompositeKey("session", "candle_at")
+
+
+class SupervisedProcess(BaseModel):
+    name = CharField(primary_key=True)
+    pid = IntegerField(null=True)
+    started_at = DateTimeTZField(default=utcnow)
+    restarts = IntegerField(default=0)
+    last_exit_code = IntegerField(null=True)
+    last_restart_at = DateTimeTZField(null=True)
+
+    class Meta:
+        table_name = "supervised_processes"
+
+
 ALL_TABLES = (
+    "agent_claims",
+    "job_leases",
+    "engine_leader",
+    "supervised_processes",
     "llm_cache",
     "equity_snapshots",
     "market_ticks",

@@ -26,6 +26,19 @@ def _port() -> int:
         raise SystemExit(f"API_PORT/PORT must be an integer, got {raw!r}") from exc
 
 
+def _number(name: str, default: float) -> float:
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise SystemExit(f"{name} must be a number, got {raw!r}") from exc
+    if value < 0:
+        raise SystemExit(f"{name} must not be negative, got {raw!r}")
+    return value
+
+
 def load_defaults(path: Path = DEFAULTS_FILE) -> dict:
     """Read the default trading/risk/LLM settings shipped in config/defaults.toml."""
     with path.open("rb") as handle:
@@ -52,6 +65,27 @@ class Settings:
     llm_fallback_model: str | None = None
     exchange_api_key: str | None = field(default=None, repr=False)
     exchange_api_secret: str | None = field(default=None, repr=False)
+    # Simulated and replay feeds (the engine drives them).
+    feed_tick_seconds: float = 1.0
+    feed_seed: int = 42
+    feed_volatility: float = 0.0005
+    feed_drift: float = 0.0
+    replay_dir: str | None = None
+    replay_speed: float = 60.0
+    replay_candle_seconds: float = 60.0
+    tick_retention_days: int = 7
+    # Runtime: agents, engine leadership, back-pressure, database timeouts on web connections.
+    agent_lease_seconds: float = 60.0
+    agent_concurrency: int = 8
+    engine_takeover_seconds: float = 10.0
+    order_backlog_seconds: float = 2.0
+    db_lock_timeout: float = 2.0
+    db_statement_timeout: float = 5.0
+    # WebSocket hub.
+    ws_ping_interval: float = 54.0
+    ws_pong_timeout: float = 60.0
+    ws_send_queue: int = 256
+    ws_write_timeout: float = 10.0
     testing: bool = False
 
     @classmethod
@@ -73,6 +107,24 @@ class Settings:
             llm_fallback_model=_env("LLM_FALLBACK_MODEL"),
             exchange_api_key=_env("EXCHANGE_API_KEY"),
             exchange_api_secret=_env("EXCHANGE_API_SECRET"),
+            feed_tick_seconds=_number("FEED_TICK_SECONDS", 1.0),
+            feed_seed=int(_number("FEED_SEED", 42)),
+            feed_volatility=_number("FEED_VOLATILITY", 0.0005),
+            feed_drift=_number("FEED_DRIFT", 0.0),
+            replay_dir=_env("REPLAY_DIR"),
+            replay_speed=_number("REPLAY_SPEED", 60.0),
+            replay_candle_seconds=_number("REPLAY_CANDLE_SECONDS", 60.0),
+            tick_retention_days=int(_number("TICK_RETENTION_DAYS", 7)),
+            agent_lease_seconds=_number("AGENT_LEASE_SECONDS", 60.0),
+            agent_concurrency=int(_number("AGENT_CONCURRENCY", 8)),
+            engine_takeover_seconds=_number("ENGINE_TAKEOVER_SECONDS", 10.0),
+            order_backlog_seconds=_number("ORDER_BACKLOG_SECONDS", 2.0),
+            db_lock_timeout=_number("DB_LOCK_TIMEOUT", 2.0),
+            db_statement_timeout=_number("DB_STATEMENT_TIMEOUT", 5.0),
+            ws_ping_interval=_number("WS_PING_INTERVAL", 54.0),
+            ws_pong_timeout=_number("WS_PONG_TIMEOUT", 60.0),
+            ws_send_queue=int(_number("WS_SEND_QUEUE", 256)),
+            ws_write_timeout=_number("WS_WRITE_TIMEOUT", 10.0),
         )
         known = {f.name for f in fields(cls)}
         unknown = set(overrides) - known

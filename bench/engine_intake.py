@@ -65,7 +65,7 @@ def intake(orders: int, sessions: int) -> dict:
     for symbol in symbols:
         record_tick(symbol, Decimal(100))
         session_ids.append(
-            start_session(symbol, Decimal(10**12), "PAPER", live_credentials=False).id
+            start_session(symbol, Decimal(10**8), "PAPER", live_credentials=False).id
         )
     matching.process_pending(rules)
     now = utcnow()
@@ -138,7 +138,7 @@ def fill_lag(database_url: str, clients: int, rate: float, seconds: float) -> di
     answers: dict[str, int] = {}
     try:
         requests.post(
-            web.url("/api/v1/trade/start"), json={"symbol": "BTC/USDT", "initial_capital": 10**12}
+            web.url("/api/v1/trade/start"), json={"symbol": "BTC/USDT", "initial_capital": 10**8}
         )
         requests.post(web.url("/api/v1/market/prices"), json={"symbol": "BTC/USDT", "price": 100})
         time.sleep(2)

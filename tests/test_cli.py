@@ -27,7 +27,7 @@ def wait_for(url: str, deadline: float) -> requests.Response:
     while time.monotonic() < deadline:
         try:
             return requests.get(url, timeout=1)
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not listening, or still booting
             time.sleep(0.2)
     raise AssertionError(f"{url} did not answer in time")
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from peewee import fn
 
-from app.engine import LeaderLock
+from app.leadership import Leadership
 from app.models import MarketPrice, Order, SystemEvent, Trade, TradingSession
 from app.runtime_config import update_config
 from app.trading.feeds import DEFAULT_START_PRICE, SimulatedFeed, followed_symbols
@@ -20,10 +20,11 @@ from tests.live import start_worker
 
 
 def test_only_one_engine_leads_and_a_standby_takes_over(app, database_url):
-    active = LeaderLock(database_url, key=991)
-    standby = LeaderLock(database_url, key=991)
+    active = Leadership(database_url, "active:1", takeover_seconds=10, key=991)
+    standby = Leadership(database_url, "standby:2", takeover_seconds=10, key=991)
     try:
         assert active.try_acquire()
+        active_epoch = active.epoch
         assert not standby.try_acquire()
         active.release()  # the active engine dies: its connection, and so its lock, goes away
         # The server frees the lock once that backend has exited, which is asynchronous: the
@@ -32,7 +33,8 @@ def test_only_one_engine_leads_and_a_standby_takes_over(app, database_url):
         while not standby.try_acquire():
             assert time.monotonic() < deadline, "the standby never got the lock"
             time.sleep(0.05)
-        assert standby.still_held()
+        assert standby.heartbeat()
+        assert standby.epoch == active_epoch + 1
     finally:
         active.release()
         standby.release()

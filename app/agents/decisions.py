@@ -92,6 +92,7 @@ class NewDecision:
     actual_pnl: Decimal | None = None
     reference_price: Decimal | None = None
     resolve_after: datetime | None = None
+    candle_at: datetime | None = None
 
 
 def record_decision(new: NewDecision) -> Decision:

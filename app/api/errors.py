@@ -8,7 +8,7 @@ import peewee
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from app.db import CONNECTION_ERRORS, db
+from app.db import CONNECTION_ERRORS, PoolExhausted, db, is_timeout
 from app.errors import Conflict, CryptoFunkError, InvalidInput, NotFound, Unavailable
 
 log = logging.getLogger(__name__)
@@ -69,16 +69,36 @@ def render_http_exception(error: HTTPException):
 def render_domain_error(error: CryptoFunkError):
     response = jsonify(error.to_dict())
     response.status_code = status_for(error)
+    if isinstance(error, Unavailable):
+        response.headers["Retry-After"] = str(error.retry_after)
     return response
 
 
 def render_database_error(error: Exception):
+    if is_timeout(error):
+        # The server is fine; a row lock or a slow statement outlasted DB_LOCK_TIMEOUT or
+        # DB_STATEMENT_TIMEOUT. The connection stays usable once the transaction is gone.
+        log.warning("database timeout: %s", str(error).strip())
+        return render_domain_error(
+            Unavailable(
+                "database busy",
+                details="the request waited too long on a lock or a slow query; retry",
+            )
+        )
     log.warning("database unavailable: %s", error)
-    # The connection may be dead; make sure it is not handed to the next request.
-    if not db.is_closed():
-        db.manual_close()
+    # The connection may be dead, and after a restart so are the idle ones: drop them all.
+    db.discard_broken()
     return render_domain_error(
         Unavailable("database unavailable", details="the database could not be reached; retry")
+    )
+
+
+def render_pool_exhausted(error: PoolExhausted):
+    log.warning("database pool exhausted: %s", error)
+    return render_domain_error(
+        Unavailable(
+            "database busy", details="every database connection of this process is in use; retry"
+        )
     )
 
 
@@ -103,6 +123,7 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(HTTPException, render_http_exception)
     for error_type in CONNECTION_ERRORS:
         app.register_error_handler(error_type, render_database_error)
+    app.register_error_handler(PoolExhausted, render_pool_exhausted)
     app.register_error_handler(peewee.IntegrityError, render_data_error)
     app.register_error_handler(peewee.DataError, render_data_error)
     app.register_error_handler(Exception, render_unexpected)

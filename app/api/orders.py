@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.api.base import ApiBlueprint
+from app.api.base import ApiBlueprint, settings
 from app.identifiers import parse_uuid
 from app.schemas.common import ErrorSchema, page_of
 from app.schemas.orders import (
@@ -40,8 +40,12 @@ def get_order(order_id: str):
 @blp.arguments(CreateOrderArgs)
 @blp.response(201, OrderResultSchema)
 @blp.alt_response(400, schema=ErrorSchema, description="Invalid body or no active session")
+@blp.alt_response(
+    503, schema=ErrorSchema, description="The engine is behind (back-pressure); see Retry-After"
+)
 def create_order(args: dict):
     """Create a new order (manual trading) on the given or the symbol's active session."""
+    orders.ensure_intake_keeps_up(settings().order_backlog_seconds)
     order = orders.place_order(orders.OrderRequest(**args))
     return {"order": order, "message": "Order created successfully"}
 

@@ -6,11 +6,12 @@ import time
 
 from flask import Response
 
-from app.api.base import ApiBlueprint
-from app.db import CONNECTION_ERRORS, db
+from app.api.base import ApiBlueprint, settings
+from app.db import CONNECTION_ERRORS, PoolExhausted, db, probe
 from app.metrics import render
 from app.realtime.hub import hub
 from app.realtime.presence import connected_clients
+from app.runtime_status import engine_status, supervised_processes
 from app.schemas.system import HealthSchema, InfoSchema, StatusSchema
 from app.settings import VERSION
 
@@ -32,19 +33,17 @@ def uptime() -> str:
     return f"{secs}s"
 
 
-def database_ok() -> bool:
-    try:
-        db.execute_sql("SELECT 1")
-    except CONNECTION_ERRORS:
-        if not db.is_closed():
-            db.manual_close()
-        return False
-    return True
+HEALTH_TIMEOUT_SECONDS = 0.7
 
 
 def health_body() -> tuple[dict, int]:
-    if database_ok():
-        return {"status": "healthy", "version": VERSION, "uptime": uptime()}, 200
+    """The probe: 503 only when the database cannot be reached, answered within a second.
+
+    An exhausted pool is reported beside a 200: restarting a busy process would not help it.
+    """
+    if probe(settings().database_url, HEALTH_TIMEOUT_SECONDS):
+        pool = "exhausted" if db.exhausted else "ok"
+        return {"status": "healthy", "version": VERSION, "uptime": uptime(), "pool": pool}, 200
     return {"status": "unhealthy", "error": "database connection failed", "version": VERSION}, 503
 
 
@@ -86,14 +85,23 @@ def health():
 @blp.response(200, StatusSchema)
 def status():
     """Detailed system status including all components."""
-    database = "healthy" if database_ok() else "unhealthy"
+    body = {"version": VERSION, "uptime": uptime()}
+    try:
+        body["websocket"] = {"connected_clients": connected_clients()}
+        body["engine"] = engine_status()
+        body["processes"] = supervised_processes()
+        database = "healthy"
+    except (*CONNECTION_ERRORS, PoolExhausted):
+        db.discard_broken()
+        database = (
+            "healthy" if probe(settings().database_url, HEALTH_TIMEOUT_SECONDS) else ("unhealthy")
+        )
+        body["websocket"] = {"connected_clients": len(hub.clients)}
     # This process's event listener: unhealthy while it is reconnecting to the database.
     websocket = "unhealthy" if hub.started and not hub.listening else "healthy"
     healthy = database == "healthy" and websocket == "healthy"
     return {
         "status": "operational" if healthy else "degraded",
-        "version": VERSION,
-        "uptime": uptime(),
+        **body,
         "components": {"database": database, "api": "healthy", "websocket": websocket},
-        "websocket": {"connected_clients": connected_clients() if database == "healthy" else 0},
     }

@@ -28,5 +28,5 @@ def decline_compression():
 def events(ws):
     """Stream events to one client; the request holds no pooled database connection."""
     close_request_connection()
-    hub.ensure_started(settings().database_url)
+    hub.ensure_started(settings())
     hub.serve(ws)

@@ -35,6 +35,7 @@ from app.realtime.protocol import (
     error_message,
     parse_client_message,
 )
+from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,10 @@ CHANNEL = "cryptofunk_events"
 GOING_AWAY = 1001
 POLICY_VIOLATION = 1008
 TRY_AGAIN_LATER = 1013
-RECONNECT_BACKOFF_START = 0.5
-RECONNECT_BACKOFF_MAX = 10.0
+RECONNECT_BACKOFF_START = 0.2
+# Capped low: events published while the listener is away are lost to its clients, and a
+# database restart is usually over within a second or two.
+RECONNECT_BACKOFF_MAX = 1.0
 # An idle listener checks its connection this often; a dropped server connection is noticed
 # at once anyway (the socket becomes readable and poll() raises).
 LISTENER_IDLE_CHECK_SECONDS = 15.0
@@ -61,12 +64,12 @@ class HubSettings:
     max_message_size: int = 512
 
     @classmethod
-    def from_env(cls) -> HubSettings:
+    def from_settings(cls, settings: Settings) -> HubSettings:
         return cls(
-            ping_interval=float(os.environ.get("WS_PING_INTERVAL", "54")),
-            pong_timeout=float(os.environ.get("WS_PONG_TIMEOUT", "60")),
-            send_queue=int(os.environ.get("WS_SEND_QUEUE", "256")),
-            write_timeout=float(os.environ.get("WS_WRITE_TIMEOUT", "10")),
+            ping_interval=settings.ws_ping_interval,
+            pong_timeout=settings.ws_pong_timeout,
+            send_queue=settings.ws_send_queue,
+            write_timeout=settings.ws_write_timeout,
         )
 
 
@@ -203,7 +206,7 @@ class Hub:
     """Clients of this process, the listener feeding them, and the presence row counting them."""
 
     def __init__(self, settings: HubSettings | None = None):
-        self.settings = settings or HubSettings.from_env()
+        self.settings = settings or HubSettings()
         self.clients: set[ClientConnection] = set()
         self.process_id: str | None = None
         self.database_url: str | None = None
@@ -214,12 +217,13 @@ class Hub:
         self._greenlets: list[gevent.Greenlet] = []
 
     # -- lifecycle -------------------------------------------------------------------------
-    def ensure_started(self, database_url: str) -> None:
+    def ensure_started(self, settings: Settings) -> None:
         """Start the listener and presence greenlets in this process (once, after fork)."""
         if self.started:
             return
         self.started = True
-        self.database_url = database_url
+        self.settings = HubSettings.from_settings(settings)
+        self.database_url = settings.database_url
         self.process_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._greenlets = [gevent.spawn(self._listen_forever), gevent.spawn(self._presence_loop)]
 
@@ -339,6 +343,9 @@ class Hub:
                 log.warning(
                     "event listener lost the database (%s); retrying in %.1fs", exc, backoff
                 )
+            except Exception:
+                # Whatever went wrong, this process's clients depend on the listener: go on.
+                log.exception("event listener failed; retrying in %.1fs", backoff)
             finally:
                 self.listening = False
                 if conn is not None and not conn.closed:
@@ -373,6 +380,11 @@ class Hub:
                     )
             except CONNECTION_ERRORS as exc:
                 log.warning("could not record WebSocket presence: %s", exc)
+                self._presence_changed.set()  # retry soon: the count must not go stale
+            except Exception:
+                # Pool exhaustion (MaxConnectionsExceeded) and the like: log, retry, never die.
+                log.exception("could not record WebSocket presence")
+                self._presence_changed.set()
             # Bursts of connects and disconnects are written at most twice a second.
             gevent.sleep(0.5)
 

@@ -2,6 +2,8 @@
 
 from marshmallow import Schema, fields
 
+from app.schemas.fields import Timestamp
+
 
 class InfoSchema(Schema):
     name = fields.String()
@@ -14,6 +16,12 @@ class HealthSchema(Schema):
     version = fields.String()
     uptime = fields.String(metadata={"example": "2h15m30s"})
     error = fields.String(metadata={"example": "database connection failed"})
+    pool = fields.String(
+        metadata={
+            "enum": ["ok", "exhausted"],
+            "description": "this process's connection pool; exhausted is not unhealthy",
+        }
+    )
 
 
 class ComponentsSchema(Schema):
@@ -26,9 +34,30 @@ class WebsocketStatsSchema(Schema):
     connected_clients = fields.Integer()
 
 
+class EngineStatusSchema(Schema):
+    state = fields.String(metadata={"enum": ["active", "stale", "none"]})
+    holder = fields.String(allow_none=True, metadata={"description": "host:pid of the leader"})
+    epoch = fields.Integer(allow_none=True)
+    heartbeat_age_seconds = fields.Float(allow_none=True)
+
+
+class ProcessStatusSchema(Schema):
+    name = fields.String()
+    pid = fields.Integer(allow_none=True)
+    started_at = Timestamp()
+    restarts = fields.Integer()
+    last_exit_code = fields.Integer(allow_none=True)
+    last_restart_at = Timestamp(allow_none=True)
+
+
 class StatusSchema(Schema):
     status = fields.String(metadata={"enum": ["operational", "degraded"]})
     version = fields.String()
     uptime = fields.String()
     components = fields.Nested(ComponentsSchema)
     websocket = fields.Nested(WebsocketStatsSchema)
+    engine = fields.Nested(EngineStatusSchema)
+    processes = fields.List(
+        fields.Nested(ProcessStatusSchema),
+        metadata={"description": "processes supervised by `python -m app run`, with restarts"},
+    )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import random
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -199,11 +198,11 @@ class ReplayFeed:
             self.volumes[symbol] = [candle.volume / 4 for candle in candles for _ in range(4)]
 
     @classmethod
-    def from_env(cls) -> ReplayFeed:
+    def from_settings(cls, settings) -> ReplayFeed:
         return cls(
-            directory=Path(os.environ.get("REPLAY_DIR", str(REPLAY_DIR))),
-            speed=float(os.environ.get("REPLAY_SPEED", "60")),
-            candle_seconds=float(os.environ.get("REPLAY_CANDLE_SECONDS", "60")),
+            directory=Path(settings.replay_dir or REPLAY_DIR),
+            speed=settings.replay_speed,
+            candle_seconds=settings.replay_candle_seconds,
         )
 
     @property

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from app.db import db
-from app.errors import InvalidInput, InvalidTransition, NotFound
+from app.errors import InvalidInput, InvalidTransition, NotFound, Unavailable
 from app.models import Order, utcnow
 from app.pagination import Page
 from app.trading.sessions import find_active_session, get_session
@@ -60,6 +60,34 @@ def list_orders(filters: OrderFilter, page: Page) -> list[Order]:
     if filters.side:
         query = query.where(Order.side == filters.side)
     return list(page.apply(query))
+
+
+OLDEST_UNPROCESSED_SQL = """
+SELECT EXTRACT(EPOCH FROM now() - placed_at) FROM orders
+ WHERE accepted_at IS NULL AND status = 'NEW'
+ ORDER BY placed_at, id
+ LIMIT 1
+"""
+
+
+def ensure_intake_keeps_up(max_backlog_seconds: float) -> None:
+    """Back-pressure: refuse new orders (503) while the engine is behind.
+
+    When the oldest order the engine has not looked at yet is older than
+    ``max_backlog_seconds``, an order is refused at once rather than accepted and left waiting
+    for minutes; the client retries after ``Retry-After``.
+    """
+    row = db.execute_sql(OLDEST_UNPROCESSED_SQL).fetchone()
+    if row is None or row[0] is None:
+        return
+    age = float(row[0])
+    if age > max_backlog_seconds:
+        raise Unavailable(
+            "order intake is behind",
+            details=f"the oldest unprocessed order is {age:.1f}s old (limit "
+            f"{max_backlog_seconds:g}s); the engine is overloaded or down; retry later",
+            retry_after=max(1, round(age - max_backlog_seconds)),
+        )
 
 
 def place_order(request: OrderRequest) -> Order:

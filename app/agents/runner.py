@@ -1,0 +1,85 @@
+"""The agents process (``python -m app agents``): decides candles, judges outcomes.
+
+Any number of these run beside one engine, on any hosts. Each loop claims due candles up to its
+free concurrency (AGENT_CONCURRENCY) and decides them on worker threads, so one slow model call
+never holds up another session; and whichever process leases the maintenance job for the
+interval judges decision outcomes and marks silent agents inactive.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import time
+from decimal import Decimal
+
+from app.agents.claims import lease_job
+from app.agents.llm import build_gateway
+from app.agents.orchestrator import Orchestrator, mark_silent_agents_inactive
+from app.agents.outcomes import resolve_outcomes
+from app.db import db, init_database
+from app.runtime_config import trading_rules
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.5
+MAINTENANCE_SECONDS = 1.0
+RETRY_AFTER_FAILURE_SECONDS = 1.0
+
+
+class AgentsProcess:
+    """Loops until SIGTERM: claim and decide candles, run the maintenance job when leased."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.identity = f"{socket.gethostname()}:{os.getpid()}"
+        self.stopping = False
+        self.orchestrator = Orchestrator(
+            build_gateway(settings),
+            holder=self.identity,
+            concurrency=settings.agent_concurrency,
+            lease_seconds=settings.agent_lease_seconds,
+        )
+
+    def _stop(self, signum, frame):
+        self.stopping = True
+
+    def run_forever(self) -> None:
+        # One connection per decision thread, plus the loop's own.
+        init_database(self.settings.database_url, pool_size=self.settings.agent_concurrency + 2)
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        log.info(
+            "agents process %s started (concurrency %s, lease %ss)",
+            self.identity,
+            self.settings.agent_concurrency,
+            self.settings.agent_lease_seconds,
+        )
+        try:
+            while not self.stopping:
+                try:
+                    self.step()
+                except Exception:
+                    # Whatever failed (the database, a bug), the loop survives and tries again.
+                    log.exception("agents loop failed; retrying")
+                    db.discard_broken()
+                    time.sleep(RETRY_AFTER_FAILURE_SECONDS)
+                    continue
+                time.sleep(POLL_SECONDS)
+        finally:
+            # Unfinished claims are simply left to expire: another process takes them over.
+            self.orchestrator.close()
+            db.close_all()
+            log.info("agents process %s stopped", self.identity)
+
+    def step(self) -> None:
+        with db.connection_context():
+            config = trading_rules()
+        self.orchestrator.dispatch(config=config)
+        with db.connection_context():
+            if lease_job("maintenance", self.identity, MAINTENANCE_SECONDS):
+                resolve_outcomes(Decimal(str(config["agents"]["hold_band"])))
+                mark_silent_agents_inactive()

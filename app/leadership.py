@@ -1,0 +1,132 @@
+"""Engine leadership: an advisory lock, a heartbeat that proves liveness, and a fencing epoch.
+
+The lock lives as long as its connection, so a crashed engine releases it at once. A frozen one
+(SIGSTOP, a stuck host) keeps its connection, and so its lock, forever: TCP keepalives do not
+notice a stopped process because its kernel still answers. So the leader refreshes a heartbeat
+row, and a standby that sees it stale terminates the old leader's backends and takes over with
+a new epoch. Every engine write transaction reads the epoch first (FOR KEY SHARE, see
+:meth:`Leadership.check_epoch`), so a superseded leader that wakes up and reconnects can never
+commit again.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+
+import psycopg2
+
+from app.db import connect_kwargs
+
+log = logging.getLogger(__name__)
+
+ENGINE_LOCK_KEY = 727_002
+APPLICATION_PREFIX = "cryptofunk-engine "
+
+TAKE_OVER_SQL = """
+INSERT INTO engine_leader (id, epoch, holder, heartbeat_at) VALUES (1, 1, %(holder)s, now())
+ON CONFLICT (id) DO UPDATE
+   SET epoch = engine_leader.epoch + 1, holder = EXCLUDED.holder, heartbeat_at = now()
+RETURNING epoch
+"""
+
+STALE_LEADER_SQL = """
+SELECT holder FROM engine_leader
+ WHERE id = 1 AND heartbeat_at < now() - make_interval(secs => %s)
+"""
+
+TERMINATE_SQL = """
+SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+ WHERE application_name = %s AND pid <> pg_backend_pid()
+"""
+
+
+class Superseded(Exception):
+    """Another engine took over: this one must not write anything more."""
+
+
+def application_name(holder: str) -> str:
+    """The application_name every connection of an engine carries, so a standby can find them."""
+    return (APPLICATION_PREFIX + holder)[:63]
+
+
+class Leadership:
+    """The engine's claim to lead, held on a dedicated autocommit connection."""
+
+    def __init__(self, url: str, holder: str, takeover_seconds: float, key: int = ENGINE_LOCK_KEY):
+        self.url = url
+        self.holder = holder
+        self.takeover_seconds = takeover_seconds
+        self.key = key
+        self.conn = None
+        self.epoch: int | None = None
+
+    def _connect(self) -> None:
+        if self.conn is None or self.conn.closed:
+            kwargs = connect_kwargs(self.url)
+            kwargs["application_name"] = application_name(self.holder)
+            self.conn = psycopg2.connect(**kwargs)
+            self.conn.autocommit = True
+
+    def try_acquire(self) -> bool:
+        """Take the lead if it is free; fence off a leader whose heartbeat went stale."""
+        self._connect()
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT pg_try_advisory_lock(%s)", (self.key,))
+            if cur.fetchone()[0]:
+                self._take_over(cur)
+                return True
+            cur.execute(STALE_LEADER_SQL, (self.takeover_seconds,))
+            stale = cur.fetchone()
+            if stale is not None and stale[0] != self.holder:
+                log.warning("engine leader %s stopped proving liveness; fencing it off", stale[0])
+                cur.execute(TERMINATE_SQL, (application_name(stale[0]),))
+        return False
+
+    def _take_over(self, cur) -> None:
+        # FOR UPDATE waits for any write transaction of the old leader still holding the epoch
+        # FOR KEY SHARE; terminated backends release it at once.
+        cur.execute("BEGIN")
+        cur.execute("SELECT epoch FROM engine_leader WHERE id = 1 FOR UPDATE")
+        cur.execute(TAKE_OVER_SQL, {"holder": self.holder})
+        self.epoch = cur.fetchone()[0]
+        cur.execute("COMMIT")
+
+    def heartbeat(self) -> bool:
+        """Prove liveness; False when the lock's connection is gone or another engine leads."""
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(
+                    "UPDATE engine_leader SET heartbeat_at = now() WHERE id = 1 AND epoch = %s",
+                    (self.epoch,),
+                )
+                return cur.rowcount == 1
+        except (psycopg2.Error, OSError, AttributeError):
+            return False
+
+    def check_epoch(self, database) -> None:
+        """Run at the start of every engine write transaction (see app.db transaction guard)."""
+        cursor = database.execute_sql("SELECT epoch FROM engine_leader WHERE id = 1 FOR KEY SHARE")
+        row = cursor.fetchone()
+        if row is None or row[0] != self.epoch:
+            raise Superseded(f"epoch {self.epoch} is no longer current")
+
+    def listen(self, channel: str) -> None:
+        with self.conn.cursor() as cur:
+            cur.execute(f"LISTEN {channel}")
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep until a notification or ``timeout``; False if the connection (and lock) died."""
+        try:
+            select.select([self.conn], [], [], timeout)
+            self.conn.poll()
+            self.conn.notifies.clear()
+            return True
+        except (psycopg2.Error, OSError):
+            return False
+
+    def release(self) -> None:
+        if self.conn is not None and not self.conn.closed:
+            self.conn.close()
+        self.conn = None
+        self.epoch = None

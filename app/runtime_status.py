@@ -1,0 +1,28 @@
+"""What the runtime looks like from the database: the engine's leader, supervised processes."""
+
+from __future__ import annotations
+
+from app.db import db
+from app.models import SupervisedProcess
+
+
+def engine_status(takeover_seconds: float = 10.0) -> dict:
+    """The leading engine (host:pid), its epoch, and how fresh its liveness proof is."""
+    row = db.execute_sql(
+        "SELECT holder, epoch, EXTRACT(EPOCH FROM now() - heartbeat_at) FROM engine_leader"
+    ).fetchone()
+    if row is None:
+        return {"state": "none", "holder": None, "epoch": None, "heartbeat_age_seconds": None}
+    holder, epoch, age = row
+    state = "active" if age is not None and float(age) < takeover_seconds else "stale"
+    return {
+        "state": state,
+        "holder": holder,
+        "epoch": epoch,
+        "heartbeat_age_seconds": round(float(age), 3),
+    }
+
+
+def supervised_processes() -> list[SupervisedProcess]:
+    """Processes `python -m app run` supervises, with their restarts (empty elsewhere)."""
+    return list(SupervisedProcess.select().order_by(SupervisedProcess.name))
