@@ -70,7 +70,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     init_database(
         settings.database_url,
         pool_size=settings.db_pool_size,
-        pool_timeout=settings.db_lock_timeout,
+        pool_timeout=settings.db_pool_timeout,
         lock_timeout=settings.db_lock_timeout,
         statement_timeout=settings.db_statement_timeout,
     )

@@ -80,6 +80,7 @@ class Settings:
     engine_takeover_seconds: float = 10.0
     order_backlog_seconds: float = 2.0
     db_lock_timeout: float = 2.0
+    db_pool_timeout: float = 2.0
     db_statement_timeout: float = 5.0
     # WebSocket hub.
     ws_ping_interval: float = 54.0
@@ -120,6 +121,7 @@ class Settings:
             engine_takeover_seconds=_number("ENGINE_TAKEOVER_SECONDS", 10.0),
             order_backlog_seconds=_number("ORDER_BACKLOG_SECONDS", 2.0),
             db_lock_timeout=_number("DB_LOCK_TIMEOUT", 2.0),
+            db_pool_timeout=_number("DB_POOL_TIMEOUT", 2.0),
             db_statement_timeout=_number("DB_STATEMENT_TIMEOUT", 5.0),
             ws_ping_interval=_number("WS_PING_INTERVAL", 54.0),
             ws_pong_timeout=_number("WS_PONG_TIMEOUT", 60.0),

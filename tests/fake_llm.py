@@ -2,7 +2,8 @@
 
 Behaviour per model name: ``approve-*`` answers a valid APPROVE, ``reject-*`` a valid REJECT,
 ``garbage-*`` something that is not the JSON asked for, ``down-*`` HTTP 500, ``slow-*`` sleeps
-past the client's timeout. Every request is recorded.
+past the client's timeout. ``delay`` makes every answer take that long (a slow real model);
+``in_flight`` counts requests being answered right now. Every request is recorded.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class FakeLLM:
-    def __init__(self):
+    def __init__(self, delay: float = 0.0):
+        self.delay = delay
+        self.in_flight = 0
         self.requests: list[dict] = []
         self.headers: list[dict] = []
         fake = self
@@ -26,6 +29,14 @@ class FakeLLM:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 fake.requests.append(body)
+                fake.in_flight += 1
+                try:
+                    self._answer(body)
+                finally:
+                    fake.in_flight -= 1
+
+            def _answer(self, body):
+                time.sleep(fake.delay)
                 fake.headers.append({key.lower(): value for key, value in self.headers.items()})
                 model = body["model"]
                 if model.startswith("down-"):

@@ -171,16 +171,18 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.1):
     raise AssertionError("condition not met in time")
 
 
-def start_worker(database_url: str) -> subprocess.Popen:
-    """A real engine process (manual feed) against ``database_url``."""
+def start_worker(database_url: str, command: str = "worker", **env) -> subprocess.Popen:
+    """A real engine process (manual feed) against ``database_url``; ``command="agents"`` for an
+    agents process. ``env`` adds settings such as ENGINE_TAKEOVER_SECONDS."""
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
         "MARKET_FEED": "manual",
         "LOG_LEVEL": "warning",
+        **{key: str(value) for key, value in env.items()},
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "app", "worker"],
+        [sys.executable, "-m", "app", command],
         cwd=PROJECT_ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -1,4 +1,4 @@
-"""`python -m app run` end to end: embedded database, worker, web server, clean Ctrl-C."""
+"""`python -m app run` end to end: embedded database, engine, agents, web, restarts, Ctrl-C."""
 
 from __future__ import annotations
 
@@ -93,6 +93,34 @@ def test_run_serves_the_api_with_live_prices_and_stops_on_ctrl_c(run_process):
     assert [fill["quantity"] for fill in fills] == [0.01]
     position = requests.get(f"{base}/api/v1/positions/SOL-USDT").json()["position"]
     assert position["status"] == "OPEN"
+
+    # A crashed engine is restarted; the web server and the database stay up meanwhile.
+    processes = {p["name"]: p for p in requests.get(f"{base}/api/v1/status").json()["processes"]}
+    assert set(processes) == {"engine", "agents", "web"}
+    crashed = processes["engine"]["pid"]
+    os.kill(crashed, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status = requests.get(f"{base}/api/v1/status", timeout=2).json()
+        engine = next(p for p in status["processes"] if p["name"] == "engine")
+        if engine["pid"] != crashed and status["engine"]["holder"].endswith(f":{engine['pid']}"):
+            break
+        time.sleep(0.3)
+    assert (engine["restarts"], engine["last_exit_code"]) == (1, -9), engine
+    assert engine["last_restart_at"] is not None
+    assert status["engine"]["state"] == "active"
+    assert requests.get(f"{base}/health").status_code == 200
+    placed = requests.post(
+        f"{base}/api/v1/orders",
+        json={"symbol": "SOL/USDT", "side": "SELL", "type": "MARKET", "quantity": 0.01},
+    ).json()["order"]
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        order = requests.get(f"{base}/api/v1/orders/{placed['id']}").json()["order"]
+        if order["status"] == "FILLED":
+            break
+        time.sleep(0.2)
+    assert order["status"] == "FILLED", order["error_message"]
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=30)
     assert process.returncode == 0, output

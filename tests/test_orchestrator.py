@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
+import psycopg2
 import pytest
+from peewee import IntegrityError
 
 from app.agents import strategies
-from app.agents.llm import OpenAIGateway
+from app.agents.decisions import NewDecision, record_decision
+from app.agents.llm import Answer, OpenAIGateway
 from app.agents.orchestrator import Orchestrator, mark_silent_agents_inactive, weighted_vote
 from app.agents.outcomes import resolve_outcomes
+from app.db import connect_kwargs
 from app.models import (
     Agent,
+    AgentClaim,
     Decision,
     MarketTick,
     Order,
@@ -28,7 +34,7 @@ from app.runtime_config import update_config
 from app.trading.market import record_tick
 from app.trading.matching import process_pending
 from app.trading.rules import Rules
-from app.trading.sessions import pause_session, start_session
+from app.trading.sessions import pause_session, start_session, stop_session
 from tests.factories import make_agent
 from tests.fake_llm import FakeLLM
 
@@ -348,3 +354,108 @@ def test_decisions_from_the_same_regime_rank_above_the_others(session, client):
         similar = client.get(f"/api/v1/decisions/{reference}/similar?limit={len(members) - 1}").json
         ranked = [labels[item["id"]] for item in similar["similar"]]
         assert ranked == [name] * (len(members) - 1), (name, ranked)
+
+
+class StubGateway:
+    """An LLM gateway that runs ``during_call`` while "the model thinks", then approves."""
+
+    def __init__(self, during_call):
+        self.during_call = during_call
+
+    def approve(self, prompt, llm, prices, facts=None) -> Answer:
+        self.during_call()
+        return Answer("APPROVE", D("0.9"), "stub approves", "stub-model", prompt, "{}")
+
+
+def test_no_transaction_or_row_lock_is_held_while_the_model_answers(session, database_url):
+    write_candles("BTC/USDT", uptrend())
+    seen = {}
+
+    def probe_locks():
+        conn = psycopg2.connect(**connect_kwargs(database_url))
+        try:
+            with conn, conn.cursor() as cursor:
+                # NOWAIT: fails at once if the orchestrator still held the session row.
+                cursor.execute(
+                    "SELECT id FROM trading_sessions WHERE id = %s FOR UPDATE NOWAIT",
+                    (session.id.hex,),
+                )
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND state LIKE 'idle in transaction%%' AND pid <> pg_backend_pid()"
+                )
+                seen["idle_in_transaction"] = cursor.fetchone()[0]
+        finally:
+            conn.close()
+
+    Orchestrator(StubGateway(probe_locks)).run(now=end_of(79))
+    assert seen == {"idle_in_transaction": 0}
+    assert Decision.get(Decision.decision_type == "risk_approval").decision == "APPROVE"
+    assert Order.select().where(Order.source == "orchestrator").count() == 1
+
+
+def test_session_paused_while_the_model_answers_gets_no_entry(session):
+    write_candles("BTC/USDT", uptrend())
+    Orchestrator(StubGateway(lambda: pause_session(session.id))).run(now=end_of(79))
+    approval = Decision.get(Decision.decision_type == "risk_approval")
+    assert approval.decision == "REJECT"
+    assert "not placed: the session was paused" in approval.reasoning
+    assert Order.select().count() == 0
+
+
+def test_session_stopped_while_the_model_answers_gets_nothing_placed(session):
+    write_candles("BTC/USDT", uptrend())
+    Orchestrator(StubGateway(lambda: stop_session(session.id))).run(now=end_of(79))
+    approval = Decision.get(Decision.decision_type == "risk_approval")
+    assert approval.decision == "REJECT"
+    assert "stopped while the model was answering" in approval.reasoning
+    assert Order.select().where(Order.source == "orchestrator").count() == 0
+
+
+def test_a_process_whose_lease_was_taken_over_records_nothing(session):
+    write_candles("BTC/USDT", uptrend())
+
+    def frozen_past_the_lease():
+        # While this process "froze", its lease ran out and another process decided the candle.
+        AgentClaim.update(lease_until=utcnow() - timedelta(seconds=1)).execute()
+        assert Orchestrator(holder="other-process").run(now=end_of(79)) == 3
+
+    first = Orchestrator(StubGateway(frozen_past_the_lease), holder="frozen-process")
+    assert first.run(now=end_of(79)) == 0
+    assert Decision.select().where(Decision.decision_type == "risk_approval").count() == 1
+    assert Decision.select().where(Decision.decision_type == "signal").count() == 2
+    assert Order.select().count() == 1
+    claim = AgentClaim.get()
+    assert (claim.holder, claim.attempts) == ("other-process", 2)
+    assert claim.done_at is not None
+
+
+def test_a_candle_decision_cannot_be_recorded_twice(session):
+    fields = {
+        "agent_name": "risk-agent",
+        "symbol": "BTC/USDT",
+        "decision_type": "risk_approval",
+        "decision": "APPROVE",
+        "confidence": D("0.9"),
+        "model": "local-rules",
+        "session_id": session.id,
+        "candle_at": T0,
+    }
+    record_decision(NewDecision(**fields))
+    with pytest.raises(IntegrityError):
+        record_decision(NewDecision(**fields))
+
+
+def test_model_calls_for_different_sessions_run_concurrently(app):
+    update_config({"max_position_size": 0.5, "min_confidence": 0.55, "max_drawdown": 0.5})
+    symbols = ["BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT"]
+    for symbol in symbols:
+        start_session(symbol, D(100_000), "PAPER", live_credentials=False)
+        write_candles(symbol, uptrend())
+    # Each call waits until all four are in flight at once; called one after another, the
+    # barrier would break and no call would approve.
+    barrier = threading.Barrier(len(symbols), timeout=10)
+    Orchestrator(StubGateway(barrier.wait), concurrency=len(symbols)).run(now=end_of(79))
+    approvals = Decision.select().where(Decision.decision_type == "risk_approval")
+    assert sorted(a.decision for a in approvals) == ["APPROVE"] * len(symbols)
+    assert Order.select().where(Order.source == "orchestrator").count() == len(symbols)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 
-from app.models import Order
+from app.models import Order, utcnow
 from tests.factories import make_order, make_session, make_trade
 
 ORDER_FIELDS = {
@@ -253,3 +254,16 @@ def test_cancel_finished_order_is_400(client, status):
 def test_cancel_unknown_order_is_404_and_bad_id_400(client):
     assert client.delete(f"/api/v1/orders/{uuid.uuid4()}").status_code == 404
     assert client.delete("/api/v1/orders/123").json["error"] == "invalid order_id format"
+
+
+def test_orders_are_refused_with_503_while_the_engine_is_behind(client):
+    session = make_session()
+    make_order(session, placed_at=utcnow() - timedelta(seconds=30))  # never looked at
+    response = post_order(client)
+    assert response.status_code == 503
+    assert response.json["error"] == "order intake is behind"
+    assert "oldest unprocessed order is 30" in response.json["details"]
+    assert int(response.headers["Retry-After"]) >= 1
+    assert Order.select().count() == 1  # refused at once: nothing was written
+    Order.update(accepted_at=utcnow()).execute()  # the engine caught up
+    assert post_order(client).status_code == 201

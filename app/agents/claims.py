@@ -28,7 +28,8 @@ RETURNING session_id, candle_at, token
 """
 
 # A claim whose holder died (or froze) past its lease is taken over, while it is recent enough
-# to be worth deciding; SKIP LOCKED lets several processes share the expired ones.
+# (next to the current candle) to be worth deciding; SKIP LOCKED lets several processes share
+# the expired ones.
 CLAIM_EXPIRED_SQL = """
 UPDATE agent_claims
    SET token = gen_random_uuid(), holder = %(holder)s, attempts = attempts + 1,
@@ -36,7 +37,7 @@ UPDATE agent_claims
  WHERE (session_id, candle_at) IN (
         SELECT session_id, candle_at FROM agent_claims
          WHERE done_at IS NULL AND lease_until < now()
-           AND candle_at > now() - make_interval(secs => %(stale)s)
+           AND candle_at > %(candle)s - make_interval(secs => %(stale)s)
          ORDER BY candle_at
          LIMIT %(limit)s
          FOR UPDATE SKIP LOCKED)

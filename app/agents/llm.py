@@ -19,6 +19,7 @@ from decimal import Decimal
 import openai
 from marshmallow import Schema, ValidationError, fields, validate
 
+from app.db import db
 from app.models import LlmCacheEntry
 from app.settings import Settings
 
@@ -126,9 +127,11 @@ class OpenAIGateway:
         temperature, max_tokens = float(llm["temperature"]), int(llm["max_tokens"])
         key = prompt_hash(model, prompt, temperature, max_tokens)
         if llm.get("enable_caching"):
-            hit = LlmCacheEntry.get_or_none(
-                (LlmCacheEntry.prompt_hash == key) & (LlmCacheEntry.model == model)
-            )
+            # Connection returned at once: none is held while the model thinks.
+            with db.connection_context():
+                hit = LlmCacheEntry.get_or_none(
+                    (LlmCacheEntry.prompt_hash == key) & (LlmCacheEntry.model == model)
+                )
             if hit is not None:
                 answer = parse_answer(hit.response)
                 return Answer(
@@ -164,9 +167,10 @@ class OpenAIGateway:
         prompt_tokens = usage.prompt_tokens if usage else 0
         completion_tokens = usage.completion_tokens if usage else 0
         if llm.get("enable_caching"):
-            LlmCacheEntry.insert(
-                prompt_hash=key, model=model, response=text
-            ).on_conflict_ignore().execute()
+            with db.connection_context():
+                LlmCacheEntry.insert(
+                    prompt_hash=key, model=model, response=text
+                ).on_conflict_ignore().execute()
         return Answer(
             decision=answer["decision"],
             confidence=Decimal(repr(answer["confidence"])),
