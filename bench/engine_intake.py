@@ -27,6 +27,7 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
+from datetime import timedelta  # noqa: E402
 from decimal import Decimal  # noqa: E402
 
 import gevent  # noqa: E402
@@ -83,7 +84,7 @@ def intake(orders: int, sessions: int) -> dict:
                 "price": Decimal(50) if resting else None,
                 "quantity": Decimal("0.01"),
                 "status": "NEW",
-                "placed_at": now,
+                "placed_at": now + timedelta(microseconds=index),
             }
         )
     with db.atomic():
