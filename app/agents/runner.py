@@ -8,6 +8,7 @@ interval judges decision outcomes and marks silent agents inactive.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
 MAINTENANCE_SECONDS = 1.0
 RETRY_AFTER_FAILURE_SECONDS = 1.0
+AGENTS_NICENESS = 10
 
 
 class AgentsProcess:
@@ -48,6 +50,10 @@ class AgentsProcess:
         self.stopping = True
 
     def run_forever(self) -> None:
+        # Computing indicators for many sessions at a candle boundary is CPU-heavy; on a small
+        # host the exchange's fills must not queue behind it.
+        with contextlib.suppress(OSError):
+            os.nice(AGENTS_NICENESS)
         # One connection per decision thread, plus the loop's own.
         init_database(self.settings.database_url, pool_size=self.settings.agent_concurrency + 2)
         signal.signal(signal.SIGTERM, self._stop)

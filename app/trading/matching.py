@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 # Arrivals accepted per transaction. Measured (bench/engine_intake.py): ~200 orders keep a batch
 # transaction well under 50 ms, which is as long as an API call may wait on the same rows.
-INTAKE_BATCH = 80
+INTAKE_BATCH = 60
 # How long one pass keeps accepting arrivals before marking and ticks get their turn.
 INTAKE_PASS_SECONDS = 0.25
 
