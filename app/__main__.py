@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import replace
 
 from app.settings import PROJECT_ROOT, Settings
@@ -97,11 +98,6 @@ def cmd_run(settings: Settings) -> int:
     supervisor.add("agents", [sys.executable, "-m", "app", "agents"])
     supervisor.add("web", _gunicorn_command())
     supervisor.start_all()
-    print(
-        f"CryptoFunk running on http://{settings.api_host}:{settings.api_port} "
-        f"(feed: {settings.market_feed}; Ctrl-C stops everything)",
-        flush=True,
-    )
     stopping = False
 
     def stop(signum, frame):
@@ -110,9 +106,15 @@ def cmd_run(settings: Settings) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    base = f"http://{settings.api_host}:{settings.api_port}"
+    announced = False
     try:
         while not stopping:
             supervisor.poll()
+            if not announced and _answers(f"{base}/health"):
+                announced = True
+                database = embedded.describe() if embedded else "PostgreSQL at DATABASE_URL"
+                print(welcome(base, settings.market_feed, database), flush=True)
             time.sleep(0.2)
     finally:
         supervisor.stop_all()
@@ -120,6 +122,26 @@ def cmd_run(settings: Settings) -> int:
             embedded.stop()
     print("CryptoFunk stopped", flush=True)
     return 0
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return response.status == 200
+    except (OSError, ValueError):
+        return False
+
+
+def welcome(base: str, feed: str, database: str) -> str:
+    """What a newcomer needs once the service is up."""
+    websocket = "ws" + base.removeprefix("http")
+    return (
+        f"CryptoFunk is up (feed: {feed}; Ctrl-C stops everything)\n"
+        f"  API        {base}/api/v1\n"
+        f"  Docs       {base}/api/docs\n"
+        f"  WebSocket  {websocket}/api/v1/ws\n"
+        f"  Database   {database}"
+    )
 
 
 def cmd_replay_sample(settings: Settings) -> int:

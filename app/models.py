@@ -27,11 +27,21 @@ from app.db import db
 EMBEDDING_DIMENSIONS = 16
 ACTIVE_SESSION_STATUSES = ("RUNNING", "PAUSED")
 OPEN_ORDER_STATUSES = ("NEW", "PARTIALLY_FILLED")
+DECISION_OUTCOMES = ("SUCCESS", "FAILURE", "PENDING")
+# The types the built-in agents record; external agents may record others.
+BUILT_IN_DECISION_TYPES = ("signal", "risk_approval")
 
 
 def utcnow() -> datetime:
     """Timezone-aware current time in UTC."""
     return datetime.now(UTC)
+
+
+def format_timestamp(value: datetime) -> str:
+    """RFC 3339 in UTC with microseconds and a ``Z`` suffix: every timestamp the API writes."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _json_default(value):

@@ -5,15 +5,22 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from peewee import SQL, fn
 
 from app.agents.registry import Heartbeat, record_heartbeat
 from app.db import db
 from app.errors import NotFound
-from app.models import Decision, MarketPrice, TradingSession, utcnow
-from app.pagination import Page
+from app.models import (
+    BUILT_IN_DECISION_TYPES,
+    DECISION_OUTCOMES,
+    Decision,
+    MarketPrice,
+    TradingSession,
+    utcnow,
+)
+from app.pagination import Listing, Page
 from app.runtime_config import trading_rules
 
 # Columns a list needs; prompt, response and the embedding are fetched only for the detail view.
@@ -122,10 +129,10 @@ def record_decision(new: NewDecision) -> Decision:
         return Decision.create(session=new.session_id, **values)
 
 
-def list_decisions(filters: DecisionFilter, page: Page) -> list[Decision]:
+def list_decisions(filters: DecisionFilter, page: Page) -> Listing:
     """Decisions, newest first, without the heavy prompt/response/embedding columns."""
     query = Decision.select(*LIST_COLUMNS).order_by(Decision.created_at.desc(), Decision.id)
-    return list(page.apply(filters.apply(query)))
+    return Listing.of(filters.apply(query), page)
 
 
 def get_decision(decision_id: uuid.UUID) -> Decision:
@@ -206,16 +213,28 @@ def decision_stats(filters: DecisionFilter) -> dict:
         return dict(rows)
 
     resolved_count = totals["resolved"]
+    average_latency = totals["avg_latency_ms"]
     return {
         "total_decisions": totals["total"],
-        "by_outcome": counts_by(Decision.outcome),
-        "by_decision_type": counts_by(Decision.decision_type),
+        "by_outcome": with_zeros(counts_by(Decision.outcome), DECISION_OUTCOMES),
+        "by_decision_type": with_zeros(
+            counts_by(Decision.decision_type), (*BUILT_IN_DECISION_TYPES, filters.decision_type)
+        ),
         "avg_confidence": totals["avg_confidence"] or Decimal(0),
         "success_rate": (
             Decimal(totals["successes"]) / resolved_count if resolved_count else Decimal(0)
         ),
         "avg_pnl": totals["avg_pnl"] or Decimal(0),
-        "by_model": counts_by(Decision.model),
+        "by_model": with_zeros(counts_by(Decision.model), (filters.model,)),
         "total_cost": totals["total_cost"],
-        "avg_latency_ms": totals["avg_latency_ms"] or Decimal(0),
+        # The spec shows an integer; half-up, so 2.5 ms reads 3.
+        "avg_latency_ms": int(Decimal(average_latency or 0).to_integral_value(ROUND_HALF_UP)),
     }
+
+
+def with_zeros(counts: dict[str, int], keys) -> dict[str, int]:
+    """Every listed key present (0 when nothing matched), then the counted ones, so a client can
+    read ``by_outcome["PENDING"]`` without guarding against a missing key."""
+    complete = {key: 0 for key in keys if key is not None}
+    complete.update(counts)
+    return complete

@@ -42,7 +42,7 @@ from app.agents.risk import Proposal, RiskAgent, Verdict
 from app.agents.strategies import STRATEGY_AGENTS
 from app.db import db
 from app.events import publish_error
-from app.models import Agent, Decision, Position, TradingSession, utcnow
+from app.models import Agent, Decision, Position, TradingSession, format_timestamp, utcnow
 from app.runtime_config import trading_rules
 from app.trading.orders import OrderRequest, place_order
 from app.trading.rules import Rules
@@ -153,7 +153,7 @@ class Orchestrator:
                 "version": agent.version,
                 "type": agent.type,
                 "signals_generated": signals,
-                "last_signal_at": last_signal.isoformat() if last_signal else None,
+                "last_signal_at": format_timestamp(last_signal) if last_signal else None,
             }
             error = self.errors.get(agent.name)
             if error:

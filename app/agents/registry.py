@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 
-from peewee import EXCLUDED, SQL
+from peewee import EXCLUDED, SQL, fn
 
 from app.errors import NotFound
 from app.models import Agent, utcnow
-
-# An agent is unhealthy once it has missed this many heartbeat intervals.
-MISSED_HEARTBEATS_UNHEALTHY = 3
 
 
 @dataclass(frozen=True)
@@ -22,23 +18,23 @@ class Heartbeat:
     heartbeat_interval_seconds: int | None = None
 
 
-def is_healthy(agent: Agent, now: datetime | None = None) -> bool:
-    """Active and heard from within three heartbeat intervals."""
-    now = now or utcnow()
-    deadline = agent.last_seen_at + timedelta(
-        seconds=agent.heartbeat_interval_seconds * MISSED_HEARTBEATS_UNHEALTHY
-    )
-    return agent.status == "active" and now <= deadline
+def with_health(query):
+    """Add ``is_healthy_now``, computed by the one SQL definition (migration 0006) that the
+    agent_status event uses too."""
+    healthy = fn.cryptofunk_agent_is_healthy(
+        Agent.status, Agent.last_seen_at, Agent.heartbeat_interval_seconds
+    ).coerce(False)  # a boolean, not converted like the first argument (a text column)
+    return query.select_extend(healthy.alias("is_healthy_now"))
 
 
 def list_agents() -> list[Agent]:
     """Every registered agent, by name."""
-    return list(Agent.select().order_by(Agent.name))
+    return list(with_health(Agent.select()).order_by(Agent.name))
 
 
 def get_agent(name: str) -> Agent:
     """The agent or 404 ``agent not found``."""
-    agent = Agent.get_or_none(Agent.name == name)
+    agent = with_health(Agent.select()).where(Agent.name == name).first()
     if agent is None:
         raise NotFound("agent not found", name=name)
     return agent

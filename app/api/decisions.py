@@ -5,6 +5,7 @@ from __future__ import annotations
 from app.agents import decisions
 from app.api.base import ApiBlueprint
 from app.identifiers import parse_uuid
+from app.models import format_timestamp
 from app.schemas.common import ErrorSchema, page_of
 from app.schemas.decisions import (
     DecisionCreatedSchema,
@@ -17,7 +18,6 @@ from app.schemas.decisions import (
     SimilarArgs,
     SimilarListSchema,
 )
-from app.schemas.fields import format_timestamp
 
 blp = ApiBlueprint("decisions", __name__, url_prefix="/api/v1/decisions", description="Decisions")
 
@@ -41,8 +41,8 @@ def list_decisions(args: dict):
     """List LLM decisions with filtering and pagination."""
     echo = _echo(args)
     page = page_of(args)
-    found = decisions.list_decisions(decisions.DecisionFilter(**args), page)
-    return {"decisions": found, "count": len(found), "filter": echo}
+    listing = decisions.list_decisions(decisions.DecisionFilter(**args), page)
+    return {**listing.body("decisions"), "filter": echo}
 
 
 @blp.get("/stats")

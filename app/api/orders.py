@@ -23,8 +23,7 @@ blp = ApiBlueprint("orders", __name__, url_prefix="/api/v1/orders", description=
 def list_orders(args: dict):
     """Get orders, newest first, filtered by session_id, symbol, status and side."""
     page = page_of(args)
-    found = orders.list_orders(orders.OrderFilter(**args), page)
-    return {"orders": found, "count": len(found)}
+    return orders.list_orders(orders.OrderFilter(**args), page).body("orders")
 
 
 @blp.get("/<order_id>")

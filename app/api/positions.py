@@ -22,8 +22,7 @@ blp = ApiBlueprint("positions", __name__, url_prefix="/api/v1/positions", descri
 def list_positions(args: dict):
     """Get positions (open by default; status=closed|all), optionally by session and symbol."""
     page = page_of(args)
-    found = positions.list_positions(positions.PositionFilter(**args), page)
-    return {"positions": found, "count": len(found)}
+    return positions.list_positions(positions.PositionFilter(**args), page).body("positions")
 
 
 @blp.get("/<path:symbol>")

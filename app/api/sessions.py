@@ -23,8 +23,7 @@ blp = ApiBlueprint("sessions", __name__, url_prefix="/api/v1/sessions", descript
 def list_sessions(args: dict):
     """Get trading sessions, newest first, filtered by status, symbol and mode."""
     page = page_of(args)
-    found = sessions.list_sessions(sessions.SessionFilter(**args), page)
-    return {"sessions": found, "count": len(found)}
+    return sessions.list_sessions(sessions.SessionFilter(**args), page).body("sessions")
 
 
 @blp.get("/<session_id>")

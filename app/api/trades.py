@@ -16,5 +16,4 @@ blp = ApiBlueprint("trades", __name__, url_prefix="/api/v1/trades", description=
 def list_trades(args: dict):
     """Get fills, most recent first, filtered by session_id, order_id and symbol."""
     page = page_of(args)
-    found = trades.list_trades(trades.TradeFilter(**args), page)
-    return {"trades": found, "count": len(found)}
+    return trades.list_trades(trades.TradeFilter(**args), page).body("trades")

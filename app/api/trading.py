@@ -72,8 +72,9 @@ def pause(args: dict):
         "session_id": session.id,
         "symbol": session.symbol,
         "status": session.status,
-        "note": "New orders are refused until POST /api/v1/trade/resume; "
-        "working orders and open positions are kept",
+        "note": "Orders are still accepted, but the engine rejects every fill that would add "
+        "exposure until POST /api/v1/trade/resume; orders that reduce or close a position "
+        "still fill, and working orders and open positions are kept",
     }
 
 
@@ -90,5 +91,5 @@ def resume(args: dict):
         "session_id": session.id,
         "symbol": session.symbol,
         "status": session.status,
-        "note": "New orders are accepted again",
+        "note": "Fills that add exposure are allowed again",
     }

@@ -2,7 +2,6 @@
 
 from marshmallow import Schema, fields, validate
 
-from app.agents.registry import is_healthy
 from app.schemas.fields import Choice, Timestamp
 
 AGENT_STATUSES = ("active", "inactive", "error")
@@ -16,12 +15,12 @@ class AgentSchema(Schema):
     name = fields.String()
     status = fields.String(metadata={"enum": list(AGENT_STATUSES)})
     last_seen_at = Timestamp()
-    is_healthy = fields.Method("_is_healthy", metadata={"type": "boolean"})
+    is_healthy = fields.Boolean(
+        attribute="is_healthy_now",
+        metadata={"description": "active and heard from within three heartbeat intervals"},
+    )
     heartbeat_interval_seconds = fields.Integer()
     metadata = fields.Dict()
-
-    def _is_healthy(self, agent) -> bool:
-        return is_healthy(agent)
 
 
 class AgentEnvelopeSchema(Schema):
@@ -41,10 +40,7 @@ class AgentHealthSchema(Schema):
     name = fields.String()
     status = fields.String()
     last_seen_at = Timestamp()
-    healthy = fields.Method("_healthy", metadata={"type": "boolean"})
-
-    def _healthy(self, agent) -> bool:
-        return is_healthy(agent)
+    healthy = fields.Boolean(attribute="is_healthy_now")
 
 
 class HeartbeatArgs(Schema):

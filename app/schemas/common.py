@@ -31,3 +31,16 @@ class PageArgs(Schema):
 def page_of(args: dict) -> Page:
     """Pop limit/offset out of parsed query args."""
     return Page(limit=args.pop("limit"), offset=args.pop("offset"))
+
+
+class PagedListSchema(Schema):
+    """What every paged list carries besides its items."""
+
+    count = fields.Integer(metadata={"description": "items on this page"})
+    total = fields.Integer(
+        metadata={
+            "description": "items matching the filters on all pages: exact up to 10,000, "
+            "the planner's estimate beyond (then total_exact is false)"
+        }
+    )
+    total_exact = fields.Boolean()

@@ -4,11 +4,12 @@ import math
 
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
-from app.models import EMBEDDING_DIMENSIONS
+from app.models import DECISION_OUTCOMES, EMBEDDING_DIMENSIONS
 from app.schemas.agents import AGENT_NAME
+from app.schemas.common import PagedListSchema
 from app.schemas.fields import Amount, Choice, Number, Symbol, Timestamp, Uuid
 
-OUTCOMES = ("SUCCESS", "FAILURE", "PENDING")
+OUTCOMES = DECISION_OUTCOMES
 DECISIONS = ("BUY", "SELL", "HOLD", "CLOSE", "APPROVE", "REJECT")
 DECISION_TYPE = validate.Regexp(
     r"^[a-z][a-z0-9_]{0,63}$", error="must be snake_case such as signal or risk_approval"
@@ -47,9 +48,8 @@ class DecisionDetailSchema(DecisionSchema):
         return None if vector is None else [float(x) for x in vector]
 
 
-class DecisionListSchema(Schema):
+class DecisionListSchema(PagedListSchema):
     decisions = fields.List(fields.Nested(DecisionSchema))
-    count = fields.Integer()
     filter = fields.Dict()
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import decimal
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC
 
 from marshmallow import ValidationError, fields
 
 from app.errors import InvalidInput
+from app.models import format_timestamp
 from app.symbols import normalize_symbol
 
 MAX_DECIMAL_PLACES = 18
@@ -103,13 +104,6 @@ class Symbol(fields.String):
             return normalize_symbol(text)
         except InvalidInput:
             raise ValidationError("must be a trading pair such as BTC/USDT") from None
-
-
-def format_timestamp(value: datetime) -> str:
-    """RFC 3339 in UTC with a ``Z`` suffix."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 class Timestamp(fields.AwareDateTime):

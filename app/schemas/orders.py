@@ -2,7 +2,7 @@
 
 from marshmallow import Schema, ValidationError, fields, validates_schema
 
-from app.schemas.common import PageArgs
+from app.schemas.common import PageArgs, PagedListSchema
 from app.schemas.fields import Amount, Choice, Number, Symbol, Timestamp, Uuid
 from app.trading.orders import LIMIT_PRICED_TYPES, STOP_TRIGGERED_TYPES
 
@@ -53,9 +53,8 @@ class OrderResultSchema(OrderEnvelopeSchema):
     message = fields.String()
 
 
-class OrderListSchema(Schema):
+class OrderListSchema(PagedListSchema):
     orders = fields.List(fields.Nested(OrderSchema))
-    count = fields.Integer()
 
 
 class OrderListArgs(PageArgs):
@@ -70,8 +69,25 @@ class CreateOrderArgs(Schema):
     side = Choice(SIDES, required=True)
     type = Choice(ORDER_TYPES, required=True)
     quantity = Amount(required=True, positive=True)
-    price = Amount(positive=True, allow_none=True, load_default=None)
-    stop_price = Amount(positive=True, allow_none=True, load_default=None)
+    price = Amount(
+        positive=True,
+        allow_none=True,
+        load_default=None,
+        metadata={
+            "description": "limit price: required for LIMIT, STOP_LOSS_LIMIT and "
+            "TAKE_PROFIT_LIMIT; must be null or absent for MARKET (400 'price must be null "
+            "for MARKET orders'), which fills at the market price with slippage"
+        },
+    )
+    stop_price = Amount(
+        positive=True,
+        allow_none=True,
+        load_default=None,
+        metadata={
+            "description": "trigger price: required for STOP_LOSS(_LIMIT) and "
+            "TAKE_PROFIT(_LIMIT); must be null or absent for MARKET and LIMIT"
+        },
+    )
     time_in_force = Choice(TIME_IN_FORCE, load_default="GTC")
     session_id = Uuid(allow_none=True, load_default=None)
 

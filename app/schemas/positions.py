@@ -2,7 +2,7 @@
 
 from marshmallow import Schema, fields
 
-from app.schemas.common import PageArgs
+from app.schemas.common import PageArgs, PagedListSchema
 from app.schemas.fields import Choice, Number, Symbol, Timestamp, Uuid
 
 
@@ -33,9 +33,8 @@ class PositionEnvelopeSchema(Schema):
     position = fields.Nested(PositionSchema)
 
 
-class PositionListSchema(Schema):
+class PositionListSchema(PagedListSchema):
     positions = fields.List(fields.Nested(PositionSchema))
-    count = fields.Integer()
 
 
 class PositionListArgs(PageArgs):

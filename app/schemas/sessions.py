@@ -2,7 +2,7 @@
 
 from marshmallow import Schema, fields, validate
 
-from app.schemas.common import PageArgs
+from app.schemas.common import PageArgs, PagedListSchema
 from app.schemas.fields import Amount, Choice, Number, Symbol, Timestamp, Uuid
 
 SESSION_STATUSES = ("RUNNING", "PAUSED", "STOPPED")
@@ -66,9 +66,8 @@ class EquityCurveArgs(PageArgs):
     to_date = Timestamp()
 
 
-class SessionListSchema(Schema):
+class SessionListSchema(PagedListSchema):
     sessions = fields.List(fields.Nested(SessionSchema))
-    count = fields.Integer()
 
 
 class SessionListArgs(PageArgs):

@@ -2,7 +2,7 @@
 
 from marshmallow import Schema, fields
 
-from app.schemas.common import PageArgs
+from app.schemas.common import PageArgs, PagedListSchema
 from app.schemas.fields import Number, Symbol, Timestamp, Uuid
 
 
@@ -22,9 +22,8 @@ class TradeSchema(Schema):
     executed_at = Timestamp()
 
 
-class TradeListSchema(Schema):
+class TradeListSchema(PagedListSchema):
     trades = fields.List(fields.Nested(TradeSchema))
-    count = fields.Integer()
 
 
 class TradeListArgs(PageArgs):

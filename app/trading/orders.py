@@ -9,7 +9,7 @@ from decimal import Decimal
 from app.db import db
 from app.errors import InvalidInput, InvalidTransition, NotFound, Unavailable
 from app.models import Order, utcnow
-from app.pagination import Page
+from app.pagination import Listing, Page
 from app.trading.sessions import find_active_session, get_session
 
 LIMIT_PRICED_TYPES = ("LIMIT", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT")
@@ -48,7 +48,7 @@ def get_order(order_id: uuid.UUID, *, for_update: bool = False) -> Order:
     return order
 
 
-def list_orders(filters: OrderFilter, page: Page) -> list[Order]:
+def list_orders(filters: OrderFilter, page: Page) -> Listing:
     """Orders, newest first; every filter combines with the others."""
     query = Order.select().order_by(Order.placed_at.desc(), Order.id)
     if filters.session_id:
@@ -59,7 +59,7 @@ def list_orders(filters: OrderFilter, page: Page) -> list[Order]:
         query = query.where(Order.status == filters.status)
     if filters.side:
         query = query.where(Order.side == filters.side)
-    return list(page.apply(query))
+    return Listing.of(query, page)
 
 
 OLDEST_UNPROCESSED_SQL = """

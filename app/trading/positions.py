@@ -9,7 +9,7 @@ from peewee import Case
 
 from app.errors import NotFound
 from app.models import Position
-from app.pagination import Page
+from app.pagination import Listing, Page
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class PositionFilter:
     status: str = "open"  # open | closed | all
 
 
-def list_positions(filters: PositionFilter, page: Page) -> list[Position]:
+def list_positions(filters: PositionFilter, page: Page) -> Listing:
     """Positions, most recently opened first."""
     query = Position.select().order_by(Position.entry_time.desc(), Position.id)
     if filters.status != "all":
@@ -28,7 +28,7 @@ def list_positions(filters: PositionFilter, page: Page) -> list[Position]:
         query = query.where(Position.session == filters.session_id)
     if filters.symbol:
         query = query.where(Position.symbol == filters.symbol)
-    return list(page.apply(query))
+    return Listing.of(query, page)
 
 
 def latest_position(symbol: str, session_id: uuid.UUID | None = None) -> Position:

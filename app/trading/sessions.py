@@ -21,7 +21,7 @@ from app.models import (
     TradingSession,
     utcnow,
 )
-from app.pagination import Page
+from app.pagination import Listing, Page
 from app.trading.marking import close_session_positions
 from app.trading.stats import max_drawdown, sharpe_ratio
 from app.trading.valuation import equity_of, marks_for
@@ -47,7 +47,7 @@ def get_session(session_id: uuid.UUID, *, for_update: bool = False) -> TradingSe
     return session
 
 
-def list_sessions(filters: SessionFilter, page: Page) -> list[TradingSession]:
+def list_sessions(filters: SessionFilter, page: Page) -> Listing:
     """Sessions, newest first, narrowed by status/symbol/mode."""
     query = TradingSession.select().order_by(TradingSession.started_at.desc())
     if filters.status:
@@ -56,7 +56,7 @@ def list_sessions(filters: SessionFilter, page: Page) -> list[TradingSession]:
         query = query.where(TradingSession.symbol == filters.symbol)
     if filters.mode:
         query = query.where(TradingSession.mode == filters.mode)
-    return list(page.apply(query))
+    return Listing.of(query, page)
 
 
 def find_active_session(symbol: str, mode: str | None = None) -> TradingSession | None:

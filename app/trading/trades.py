@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 
 from app.models import Trade
-from app.pagination import Page
+from app.pagination import Listing, Page
 
 
 @dataclass(frozen=True)
@@ -16,7 +16,7 @@ class TradeFilter:
     symbol: str | None = None
 
 
-def list_trades(filters: TradeFilter, page: Page) -> list[Trade]:
+def list_trades(filters: TradeFilter, page: Page) -> Listing:
     """Fills, most recent first."""
     query = Trade.select().order_by(Trade.executed_at.desc(), Trade.id)
     if filters.session_id:
@@ -25,4 +25,4 @@ def list_trades(filters: TradeFilter, page: Page) -> list[Trade]:
         query = query.where(Trade.order == filters.order_id)
     if filters.symbol:
         query = query.where(Trade.symbol == filters.symbol)
-    return list(page.apply(query))
+    return Listing.of(query, page)
