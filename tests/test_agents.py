@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import select
+import time
 from datetime import timedelta
 
+import psycopg2
+
+from app.db import connect_kwargs
 from app.models import Agent, utcnow
 from tests.factories import make_agent
 
@@ -90,3 +96,24 @@ def test_heartbeat_validation(client):
     assert bad_name.status_code == 400
     assert bad_name.json["error"] == "invalid agent name format"
     assert Agent.select().count() == 0
+
+
+def test_rest_and_the_live_event_agree_on_health(client, database_url):
+    listener = psycopg2.connect(**connect_kwargs(database_url))
+    listener.autocommit = True
+    try:
+        with listener.cursor() as cursor:
+            cursor.execute("LISTEN cryptofunk_events")
+        make_agent("stale-agent", last_seen_at=utcnow() - timedelta(minutes=10))
+        deadline = time.monotonic() + 5
+        events = []
+        while not events and time.monotonic() < deadline:
+            select.select([listener], [], [], 0.5)
+            listener.poll()
+            events = [json.loads(n.payload) for n in listener.notifies]
+        (event,) = [e for e in events if e["type"] == "agent_status"]
+        rest = client.get("/api/v1/agents/stale-agent").json["agent"]
+        assert event["data"]["status"] == rest["status"] == "active"
+        assert event["data"]["is_healthy"] is rest["is_healthy"] is False
+    finally:
+        listener.close()

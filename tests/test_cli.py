@@ -32,6 +32,19 @@ def wait_for(url: str, deadline: float) -> requests.Response:
     raise AssertionError(f"{url} did not answer in time")
 
 
+def read_until(process, marker: str, deadline: float) -> str:
+    """What the process printed up to and including the first line containing ``marker``."""
+    lines = []
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if marker in line:
+            return "".join(lines)
+    raise AssertionError(f"{marker!r} never printed:\n{''.join(lines)}")
+
+
 @pytest.fixture
 def run_process():
     data_dir = tempfile.mkdtemp(prefix="cfr-", dir="/tmp")
@@ -63,6 +76,12 @@ def run_process():
 def test_run_serves_the_api_with_live_prices_and_stops_on_ctrl_c(run_process):
     process, base = run_process
     health = wait_for(f"{base}/health", time.monotonic() + 60)
+    banner = read_until(process, "  Database", time.monotonic() + 30)
+    assert "initdb" not in banner and "pg_ctl" not in banner  # in the data directory's log
+    assert f"API        {base}/api/v1" in banner
+    assert f"Docs       {base}/api/docs" in banner
+    assert "WebSocket  ws://127.0.0.1:" in banner
+    assert "setup log: " in banner and "/pgserver.log" in banner
     assert health.status_code == 200
     assert health.json()["status"] == "healthy"
     started = requests.post(

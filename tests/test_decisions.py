@@ -273,3 +273,38 @@ def test_record_decision_for_unknown_session_is_404(client):
     )
     assert response.status_code == 404
     assert Agent.select().count() == 0
+
+
+def test_stats_list_every_outcome_and_filtered_keys_even_at_zero(client):
+    make_decision(outcome="SUCCESS", latency_ms=3)
+    make_decision(outcome="SUCCESS", latency_ms=2)
+    stats = client.get("/api/v1/decisions/stats?model=unused-model").json
+    assert stats["total_decisions"] == 0
+    assert stats["by_outcome"] == {"SUCCESS": 0, "FAILURE": 0, "PENDING": 0}
+    assert stats["by_decision_type"] == {"signal": 0, "risk_approval": 0}
+    assert stats["by_model"] == {"unused-model": 0}
+    everything = client.get("/api/v1/decisions/stats").json
+    assert everything["by_outcome"]["PENDING"] == 0
+    assert everything["avg_latency_ms"] == 3  # 2.5 rounds half up, and is an integer
+    assert isinstance(everything["avg_latency_ms"], int)
+
+
+def test_lists_report_the_total_across_pages(client):
+    for _ in range(5):
+        make_decision()
+    page = client.get("/api/v1/decisions?limit=2&offset=2").json
+    assert (page["count"], page["total"], page["total_exact"]) == (2, 5, True)
+    filtered = client.get("/api/v1/decisions?limit=2&outcome=SUCCESS").json
+    assert (filtered["count"], filtered["total"]) == (0, 0)
+
+
+def test_a_total_beyond_the_exact_bound_is_an_estimate(client, monkeypatch):
+    from app import pagination
+
+    monkeypatch.setattr(pagination, "EXACT_TOTAL_UP_TO", 3)
+    for _ in range(6):
+        make_decision()
+    page = client.get("/api/v1/decisions?limit=2").json
+    assert page["count"] == 2
+    assert page["total_exact"] is False
+    assert page["total"] >= 4

@@ -16,7 +16,12 @@ from peewee import IntegrityError
 from app.agents import strategies
 from app.agents.decisions import NewDecision, record_decision
 from app.agents.llm import Answer, OpenAIGateway
-from app.agents.orchestrator import Orchestrator, mark_silent_agents_inactive, weighted_vote
+from app.agents.orchestrator import (
+    AgentConfig,
+    Orchestrator,
+    mark_silent_agents_inactive,
+    weighted_vote,
+)
 from app.agents.outcomes import resolve_outcomes
 from app.db import connect_kwargs
 from app.models import (
@@ -30,7 +35,7 @@ from app.models import (
     TradingSession,
     utcnow,
 )
-from app.runtime_config import update_config
+from app.runtime_config import trading_rules, update_config
 from app.trading.market import record_tick
 from app.trading.matching import process_pending
 from app.trading.rules import Rules
@@ -135,6 +140,9 @@ def test_agents_register_with_metadata(session):
     assert technical.status == "active"
     assert technical.metadata["type"] == "analysis"
     assert technical.metadata["version"] == "1.0.0"
+    Orchestrator().heartbeat(AgentConfig.current(trading_rules()), force=True)
+    signalled = Agent.get_by_id("technical-agent").metadata["last_signal_at"]
+    assert signalled.endswith("Z") and "+00:00" not in signalled  # the API's one format
 
 
 def test_too_little_history_makes_no_decision(session):

@@ -267,3 +267,9 @@ def test_orders_are_refused_with_503_while_the_engine_is_behind(client):
     assert Order.select().count() == 1  # refused at once: nothing was written
     Order.update(accepted_at=utcnow()).execute()  # the engine caught up
     assert post_order(client).status_code == 201
+
+
+def test_the_openapi_document_says_a_market_order_takes_no_price(client):
+    schema = client.get("/api/v1/openapi.json").json["components"]["schemas"]
+    price = next(s for name, s in schema.items() if name.startswith("CreateOrder"))["properties"]
+    assert "must be null or absent for MARKET" in price["price"]["description"]

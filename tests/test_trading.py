@@ -85,6 +85,9 @@ def test_pause_and_resume_round_trip(client):
     assert paused.json["symbol"] == "BTC/USDT"
     assert paused.json["status"] == "PAUSED"
     assert "resume" in paused.json["note"]
+    # A paused session takes orders; the engine refuses only fills that add exposure.
+    assert "still accepted" in paused.json["note"]
+    assert "reduce or close" in paused.json["note"]
     resumed = client.post("/api/v1/trade/resume", json={"session_id": session_id})
     assert resumed.status_code == 200
     assert resumed.json["status"] == "RUNNING"

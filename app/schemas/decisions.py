@@ -103,7 +103,7 @@ class DecisionStatsSchema(Schema):
     avg_pnl = Number()
     by_model = fields.Dict(keys=fields.String(), values=fields.Integer())
     total_cost = Number()
-    avg_latency_ms = Number()
+    avg_latency_ms = fields.Integer()
 
 
 class NewDecisionArgs(Schema):
