@@ -8,6 +8,7 @@ from decimal import Decimal
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
+from app import precision  # noqa: F401  (sets the decimal precision before anything computes)
 from app.settings import VERSION, Settings
 
 __version__ = VERSION

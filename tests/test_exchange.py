@@ -152,17 +152,17 @@ def test_averaging_in_weights_the_entry_price(client):
     assert desk.session.cash == D("7897.9")
 
 
-def test_limit_rests_until_crossed_then_fills_at_its_limit(client):
+def test_resting_limit_fills_at_the_better_of_its_limit_and_the_market(client):
     desk = Desk(client)
     desk.tick(100)
     limit = desk.order("BUY", 10, type="LIMIT", price=95)
     assert desk.reload(limit).status == "NEW"
     desk.tick(96)
     assert desk.reload(limit).status == "NEW"
-    desk.tick(94)
+    desk.tick(94)  # the market gapped through the limit: the buyer gets 94, not 95
     filled = desk.reload(limit)
-    assert (filled.status, filled.executed_quote_quantity) == ("FILLED", 950)
-    assert Trade.get(Trade.order == limit.id).commission == D("0.95")
+    assert (filled.status, filled.executed_quote_quantity) == ("FILLED", 940)
+    assert Trade.get(Trade.order == limit.id).commission == D("0.94")
 
 
 def test_marketable_limit_takes_the_better_market_price_with_slippage(client):
@@ -216,7 +216,7 @@ def test_stop_loss_order_triggers_then_fills_as_market(client):
     assert stop.triggered_at is not None
 
 
-def test_take_profit_limit_triggers_then_rests_at_its_limit(client):
+def test_take_profit_limit_triggers_then_rests_and_fills_at_the_better_price(client):
     desk = Desk(client)
     desk.tick(100)
     desk.order("BUY", 10)
@@ -227,7 +227,7 @@ def test_take_profit_limit_triggers_then_rests_at_its_limit(client):
     desk.tick(111)
     assert desk.reload(order).status == "NEW"
     desk.tick(113)
-    assert desk.reload(order).executed_quote_quantity == 1120
+    assert desk.reload(order).executed_quote_quantity == 1130
 
 
 def test_position_stop_loss_and_take_profit_close_it(client):

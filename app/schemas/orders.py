@@ -5,6 +5,7 @@ from marshmallow import Schema, ValidationError, fields, validates_schema
 from app.schemas.common import PageArgs, PagedListSchema
 from app.schemas.fields import Amount, Choice, Number, Symbol, Timestamp, Uuid
 from app.trading.orders import LIMIT_PRICED_TYPES, STOP_TRIGGERED_TYPES
+from app.trading.rules import MAX_NOTIONAL
 
 SIDES = ("BUY", "SELL")
 ORDER_TYPES = (
@@ -102,3 +103,11 @@ class CreateOrderArgs(Schema):
             raise ValidationError("price must be null for MARKET orders", "price")
         if order_type in ("MARKET", "LIMIT") and data.get("stop_price") is not None:
             raise ValidationError(f"stop_price does not apply to {order_type} orders", "stop_price")
+        priced_at = max(data.get("price") or 0, data.get("stop_price") or 0)
+        quantity = data.get("quantity")
+        if quantity is not None and priced_at * quantity > MAX_NOTIONAL:
+            raise ValidationError(
+                f"price x quantity is {priced_at * quantity:,.0f}; an order's notional must not "
+                f"exceed {MAX_NOTIONAL:,.0f}",
+                "quantity",
+            )

@@ -21,7 +21,14 @@ from app.events import publish_error
 from app.models import EquitySnapshot, MarketPrice, Order, Position, Trade, TradingSession, utcnow
 from app.trading.limits import breach_event, update_loss_limits
 from app.trading.portfolio import Book, FillEffect, apply_fill, exposure_increase
-from app.trading.rules import Rejected, Rules, market_fill_price, money, protective_levels
+from app.trading.rules import (
+    MAX_NOTIONAL,
+    Rejected,
+    Rules,
+    market_fill_price,
+    money,
+    protective_levels,
+)
 from app.trading.valuation import book_of, prices_of, value_positions
 
 ORDER_FIELDS = (
@@ -140,17 +147,32 @@ class Ledger:
 
     # -- fills -----------------------------------------------------------------------------
     def fill(
-        self, order: Order, price: Decimal, quantity: Decimal, reason: str | None = None
+        self,
+        order: Order,
+        price: Decimal,
+        quantity: Decimal,
+        reason: str | None = None,
+        *,
+        market: Decimal | None = None,
     ) -> Trade:
-        """Apply one fill: trade, order progress, position(s), cash, limits, equity sample."""
+        """Apply one fill: trade, order progress, position(s), cash, limits, equity sample.
+
+        ``market`` is the market price the fill happened at (the tick, or the latest price):
+        limits and the equity sample value the symbol there, not at the slipped fill price.
+        """
         now = utcnow()
         book = self.sessions[order.session_id]
         position = book.positions.get(order.symbol)
         before = book_of(position)
         price = money(price)
+        if price * quantity > MAX_NOTIONAL:
+            raise Rejected(
+                f"notional {price * quantity:.2f} exceeds the largest fill the exchange takes "
+                f"({MAX_NOTIONAL:,.0f})"
+            )
         fee = money(price * quantity * self.rules.commission_rate)
         effect = apply_fill(before, order.side, quantity, price, fee)
-        marks = {**self.marks(book), order.symbol: price}
+        marks = {**self.marks(book), order.symbol: market if market is not None else price}
         self._check_risk(book, order, before, effect, quantity, price, marks)
 
         exit_reason = reason or ("closed by order" if order.source == "manual" else order.source)
@@ -229,7 +251,8 @@ class Ledger:
             updated_at=now,
         )
         self.new_orders[order.id] = order
-        self.fill(order, market_fill_price(side, last, self.rules), position.quantity, reason)
+        price = market_fill_price(side, last, self.rules)
+        self.fill(order, price, position.quantity, reason, market=last)
         return order
 
     def _check_risk(

@@ -200,11 +200,12 @@ def on_arrival(order: Order, ledger: Ledger) -> None:
             ledger.expire(order, "no market price yet for an immediate order")
         return
     if order.type == "MARKET":
-        execute(order, market_fill_price(order.side, last.price, ledger.rules), volume, ledger)
+        price = market_fill_price(order.side, last.price, ledger.rules)
+        execute(order, price, volume, ledger, market=last.price)
         return
     if limit_crossed(order.side, order.price, last.price):
         price = marketable_limit_price(order.side, order.price, last.price, ledger.rules)
-        execute(order, price, volume, ledger)
+        execute(order, price, volume, ledger, market=last.price)
     elif order.time_in_force != "GTC":
         ledger.expire(order, f"limit {order.price} not marketable at {last.price}")
 
@@ -272,10 +273,16 @@ def match_tick(tick: MarketTick, orders: list[Order], ledger: Ledger) -> None:
         elif order.type in LIMIT_TYPES:
             if not limit_crossed(order.side, order.price, tick.price):
                 continue
-            filled = execute(order, order.price, available, ledger, liquidity_is_cap=True)
+            # The same price as on arrival: the market with slippage, never worse than the limit.
+            price = marketable_limit_price(order.side, order.price, tick.price, rules)
+            filled = execute(
+                order, price, available, ledger, liquidity_is_cap=True, market=tick.price
+            )
         else:
             price = market_fill_price(order.side, tick.price, rules)
-            filled = execute(order, price, available, ledger, liquidity_is_cap=True)
+            filled = execute(
+                order, price, available, ledger, liquidity_is_cap=True, market=tick.price
+            )
         if available is not None:
             available -= filled
 
@@ -313,15 +320,43 @@ def trigger(
     """A stop or take-profit fired: market types fill now, *_LIMIT types rest at their limit."""
     order.triggered_at = utcnow()
     ledger.touch(order)
+    cap = liquidity_is_cap
     if order.type in MARKET_TRIGGERED_TYPES:
         fill_price = market_fill_price(order.side, price, ledger.rules)
-        return execute(order, fill_price, available, ledger, liquidity_is_cap=liquidity_is_cap)
+        return execute(order, fill_price, available, ledger, liquidity_is_cap=cap, market=price)
     if limit_crossed(order.side, order.price, price):
         fill_price = marketable_limit_price(order.side, order.price, price, ledger.rules)
-        return execute(order, fill_price, available, ledger, liquidity_is_cap=liquidity_is_cap)
+        return execute(order, fill_price, available, ledger, liquidity_is_cap=cap, market=price)
     if order.time_in_force != "GTC":
         ledger.expire(order, f"triggered at {price}; limit {order.price} not marketable")
     return Decimal(0)
+
+
+def reduce_only(
+    order: Order,
+    price: Decimal,
+    quantity: Decimal,
+    ledger: Ledger,
+    reason: str,
+    market: Decimal | None,
+) -> Decimal:
+    """A refused fill still takes the part that reduces the position: reducing is always
+    allowed (a paused session's flip, a flip past max_position_size). The rest is rejected."""
+    position = ledger.session(order.session_id).positions.get(order.symbol)
+    reducing = Decimal(0)
+    if position is not None and (position.side == "LONG") != (order.side == "BUY"):
+        reducing = min(quantity, position.quantity)
+    if reducing > 0:
+        try:
+            ledger.fill(order, price, reducing, market=market)
+        except Rejected:
+            reducing = Decimal(0)
+    if reducing > 0:
+        reason = (
+            f"{reason}; the part that reduces the position ({reducing.normalize():f}) was filled"
+        )
+    ledger.reject(order, reason)
+    return reducing
 
 
 def execute(
@@ -331,6 +366,7 @@ def execute(
     ledger: Ledger,
     *,
     liquidity_is_cap: bool = False,
+    market: Decimal | None = None,
 ) -> Decimal:
     """Fill as much of ``order`` as liquidity allows at ``price``; returns the quantity filled.
 
@@ -352,9 +388,11 @@ def execute(
             ledger.expire(order, "no liquidity")
         return Decimal(0)
     try:
-        ledger.fill(order, price, quantity)
+        ledger.fill(order, price, quantity, market=market)
     except Rejected as rejection:
-        ledger.reject(order, str(rejection))
+        return reduce_only(order, price, quantity, ledger, str(rejection), market)
+    except ArithmeticError as exc:
+        ledger.reject(order, f"the exchange cannot process this order: {exc!r}")
         return Decimal(0)
     if order.time_in_force == "IOC" and order.status == "PARTIALLY_FILLED":
         unfilled = order.quantity - order.executed_quantity

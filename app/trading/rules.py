@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import decimal
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 
+from app.precision import ARITHMETIC_PRECISION
 from app.runtime_config import trading_rules
 
 MONEY = Decimal("1e-18")
+# The largest order notional (price x quantity) the engine fills, leaving room under the
+# columns' 10^18 for cash, equity and fees.
+MAX_NOTIONAL = Decimal("1e15")
 LIMIT_TYPES = ("LIMIT", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT")
 STOP_TYPES = ("STOP_LOSS", "STOP_LOSS_LIMIT")
 PROFIT_TYPES = ("TAKE_PROFIT", "TAKE_PROFIT_LIMIT")
@@ -15,9 +20,12 @@ TRIGGERED_TYPES = STOP_TYPES + PROFIT_TYPES
 MARKET_TRIGGERED_TYPES = ("STOP_LOSS", "TAKE_PROFIT")
 
 
+MONEY_CONTEXT = decimal.Context(prec=ARITHMETIC_PRECISION, rounding=ROUND_HALF_EVEN)
+
+
 def money(value: Decimal) -> Decimal:
     """Round to the database's 18 decimal places, so memory and rows always agree."""
-    return value.quantize(MONEY, rounding=ROUND_HALF_EVEN)
+    return value.quantize(MONEY, context=MONEY_CONTEXT)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,152 @@
+"""Exchange correctness: amounts no column can jam, honest fill prices, reducing always allowed."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from decimal import Decimal as D
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from app.models import EquitySnapshot, Order, TradingSession
+from app.trading.marking import mark_to_market
+from app.trading.sessions import pause_session
+from tests.test_exchange import RULES, Desk
+
+
+def test_a_huge_market_order_is_rejected_and_never_blocks_the_queue(client):
+    desk = Desk(client, capital="10000")
+    desk.tick(65000)
+    huge = desk.order("BUY", "1000000000")  # 6.5e13 of notional, far beyond the cash
+    small = desk.order("BUY", "0.01")
+    assert desk.reload(huge).status == "REJECTED"
+    assert "insufficient cash" in desk.reload(huge).error_message
+    assert desk.reload(small).status == "FILLED"
+
+
+def test_a_fill_beyond_the_largest_notional_is_rejected_with_the_reason(client):
+    desk = Desk(client, capital="1000000000000000")
+    desk.tick("1000000000")  # 1e9 a unit
+    order = desk.order("BUY", "10000000")  # 1e16 of notional
+    assert desk.reload(order).status == "REJECTED"
+    assert "exceeds the largest fill" in desk.reload(order).error_message
+
+
+def test_a_resting_order_that_cannot_fill_does_not_take_the_tick_down(client):
+    desk = Desk(client, capital="10000")
+    desk.tick(70000)
+    huge = desk.order("BUY", "1000000000", type="LIMIT", price=65000)
+    ordinary = desk.order("BUY", "0.01", type="LIMIT", price=65000)
+    desk.tick(64000)
+    assert desk.reload(huge).status == "REJECTED"
+    assert desk.reload(ordinary).status == "FILLED"
+
+
+def test_large_capital_and_prices_are_marked_and_shown(client):
+    rules = replace(RULES, default_take_profit=D(10**9))  # no exit at 2e10
+    desk = Desk(client, capital="10000000000", rules=rules)  # 1e10: rounding it used to raise
+    desk.tick(65000)
+    desk.order("BUY", "1000")
+    desk.tick("20000000000")  # 2e10 on a held symbol
+    assert mark_to_market(rules, sample=True) == 1
+    assert client.get(f"/api/v1/sessions/{desk.session_id}").status_code == 200
+    assert EquitySnapshot.select().where(EquitySnapshot.session == desk.session_id).count() > 0
+
+
+def test_a_liquidity_cap_on_a_huge_volume_works(client):
+    desk = Desk(client, rules=replace(RULES, participation=D("0.2")))
+    desk.tick(100, volume="100000000000")  # 1e11
+    order = desk.order("BUY", 10)
+    assert desk.reload(order).status == "FILLED"
+
+
+def test_an_order_whose_notional_no_column_can_hold_is_400(client):
+    desk = Desk(client)
+    response = client.post(
+        "/api/v1/orders",
+        json={
+            "symbol": "BTC/USDT", "side": "BUY", "type": "LIMIT", "price": "10000000000",
+            "quantity": "1000000", "session_id": desk.session_id,
+        },
+    )  # fmt: skip
+    assert response.status_code == 400
+    assert response.json["field"] == "quantity"
+    assert "must not exceed 1,000,000,000,000,000" in response.json["details"]
+    assert Order.select().count() == 0
+
+
+def test_the_rest_of_a_marketable_limit_fills_at_the_market_not_the_limit(client):
+    desk = Desk(client, rules=replace(RULES, slippage=D("0.0005"), participation=D("0.2")))
+    desk.tick(100, volume=5)
+    order = desk.order("BUY", 10, type="LIMIT", price=110)
+    assert desk.reload(order).executed_quote_quantity == D("100.05")  # 1 on arrival
+    desk.tick(100, volume=5)
+    desk.tick(100, volume=5)
+    # min(limit 110, 100 x (1 + slippage)) for every later part, as on arrival.
+    assert desk.reload(order).executed_quote_quantity == D("300.15")
+
+
+@st.composite
+def limit_and_market(draw):
+    side = draw(st.sampled_from(["BUY", "SELL"]))
+    last = D(draw(st.integers(50, 150)))
+    offset = D(draw(st.integers(0, 20)))
+    limit = last + offset if side == "BUY" else last - offset  # marketable at ``last``
+    slippage = D(draw(st.sampled_from(["0", "0.0005", "0.01", "0.05"])))
+    return side, limit, last, slippage
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(case=limit_and_market())
+def test_arrival_and_a_later_tick_fill_at_the_same_price(client, case):
+    side, limit, last, slippage = case
+    rules = replace(RULES, slippage=slippage)
+    on_arrival = Desk(client, symbol=f"ARR{len(side)}{int(limit)}{int(last)}/USDT", rules=rules)
+    on_arrival.tick(last)
+    first = on_arrival.order(side, 1, type="LIMIT", price=limit)
+    resting = Desk(client, symbol=f"RST{len(side)}{int(limit)}{int(last)}/USDT", rules=rules)
+    resting.tick(limit * 2 if side == "BUY" else limit / 2)  # not marketable yet: it rests
+    second = resting.order(side, 1, type="LIMIT", price=limit)
+    assert resting.reload(second).status == "NEW"
+    resting.tick(last)
+    arrived, rested = on_arrival.reload(first), resting.reload(second)
+    assert arrived.status == rested.status == "FILLED"
+    assert arrived.executed_quote_quantity == rested.executed_quote_quantity
+    for desk in (on_arrival, resting):
+        client.post("/api/v1/trade/stop", json={"session_id": desk.session_id})
+
+
+def test_a_paused_session_can_still_reduce_through_a_flip(client):
+    desk = Desk(client)
+    desk.tick(100)
+    desk.order("BUY", 5)
+    pause_session(desk.session.id)
+    flip = desk.order("SELL", 8)  # 5 close the long, 3 would open a short: refused
+    flip = desk.reload(flip)
+    assert flip.status == "REJECTED"
+    assert flip.executed_quantity == 5
+    assert "the part that reduces the position (5) was filled" in flip.error_message
+    assert desk.position() is None  # flat: the long is closed, no short was opened
+
+
+def test_a_flip_past_max_position_size_still_closes_the_old_side(client):
+    desk = Desk(client, rules=replace(RULES, max_position_size=D("0.1")))
+    desk.tick(100)
+    desk.order("BUY", 5)  # 500 of 10,000: within 10 %
+    flip = desk.reload(desk.order("SELL", 100))  # a 9,500 short would break the limit
+    assert (flip.status, flip.executed_quantity) == ("REJECTED", 5)
+    assert "max_position_size" in flip.error_message
+    assert desk.position() is None
+
+
+def test_limits_and_samples_value_a_fill_at_the_market_not_the_slipped_price(client):
+    desk = Desk(client, rules=replace(RULES, slippage=D("0.01")))
+    desk.tick(100)
+    desk.order("BUY", 10)  # fills at 101, the market is 100
+    sample = EquitySnapshot.select().order_by(EquitySnapshot.id.desc()).first()
+    session = TradingSession.get_by_id(desk.session.id)
+    # cash 10,000 - 1,010 - fee 1.01; the 10 units are worth 1,000 at the market.
+    assert sample.position_value == D(1000)
+    assert sample.equity == session.cash + D(1000)
