@@ -31,7 +31,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.api import register_blueprints
     from app.api.base import RestApi
     from app.api.errors import register_error_handlers
-    from app.api.hooks import register_request_hooks, wrap_read_views
+    from app.api.hooks import register_request_hooks, wrap_views
     from app.api.ws import decline_compression, sock
     from app.db import init_database
     from app.realtime.hub import hub
@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_error_handlers(app)
     register_request_hooks(app)
     register_blueprints(app, api)
-    wrap_read_views(app)
+    wrap_views(app)
     app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": hub.settings.max_message_size}
     app.before_request(decline_compression)
     sock.init_app(app)

@@ -130,14 +130,27 @@ def close_request_connection(exc: BaseException | None = None) -> None:
 # SQLSTATEs of "gave up waiting": lock_timeout, statement_timeout. The server is fine; the
 # request may simply be retried.
 TIMEOUT_SQLSTATES = ("55P03", "57014")
+# deadlock_detected, serialization_failure: the transaction was rolled back whole and may be
+# run again as it was.
+RETRYABLE_SQLSTATES = ("40P01", "40001")
+
+
+def _sqlstate(error: BaseException) -> str | None:
+    for candidate in (error, *error.args[:1], error.__cause__, error.__context__):
+        code = getattr(candidate, "pgcode", None)
+        if code:
+            return code
+    return None
 
 
 def is_timeout(error: BaseException) -> bool:
     """True for a lock or statement timeout (as raised by psycopg2, or wrapped by peewee)."""
-    for candidate in (error, *error.args[:1], error.__cause__, error.__context__):
-        if getattr(candidate, "pgcode", None) in TIMEOUT_SQLSTATES:
-            return True
-    return False
+    return _sqlstate(error) in TIMEOUT_SQLSTATES
+
+
+def is_retryable(error: BaseException) -> bool:
+    """True for a deadlock or serialization failure: run the transaction again."""
+    return _sqlstate(error) in RETRYABLE_SQLSTATES
 
 
 def probe(url: str, timeout: float = 1.0) -> bool:

@@ -8,7 +8,7 @@ from decimal import Decimal as D
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.models import EquitySnapshot, Order, TradingSession
+from app.models import EquitySnapshot, Order, SystemEvent, TradingSession
 from app.trading.marking import mark_to_market
 from app.trading.sessions import pause_session
 from tests.test_exchange import RULES, Desk
@@ -150,3 +150,56 @@ def test_limits_and_samples_value_a_fill_at_the_market_not_the_slipped_price(cli
     # cash 10,000 - 1,010 - fee 1.01; the 10 units are worth 1,000 at the market.
     assert sample.position_value == D(1000)
     assert sample.equity == session.cash + D(1000)
+
+
+def test_resume_after_a_drawdown_pause_lets_the_session_trade(client):
+    desk = Desk(client, rules=replace(RULES, max_drawdown=D("0.15")))
+    desk.tick(100)
+    desk.order("BUY", 90)
+    desk.tick(83)
+    mark_to_market(desk.rules, sample=True)
+    assert desk.session.status == "PAUSED"
+    resumed = client.post("/api/v1/trade/resume", json={"session_id": desk.session_id})
+    assert resumed.status_code == 200
+    session = desk.session
+    assert session.peak_equity == D("8461")  # 991 cash + 90 x 83, the equity at the resume
+    assert session.day_start_equity == D(10000)  # the other reference is left alone
+    mark_to_market(desk.rules, sample=True)
+    assert desk.session.status == "RUNNING"  # not paused again by the same loss
+    assert desk.reload(desk.order("BUY", 1)).status == "FILLED"
+    reset = SystemEvent.get(SystemEvent.data["status"] == "risk_reference_reset")
+    assert reset.data["metadata"]["reference"] == "peak_equity"
+
+
+def test_resume_after_a_daily_loss_pause_resets_the_days_start(client):
+    desk = Desk(client, rules=replace(RULES, max_daily_loss=D("0.05")))
+    desk.tick(100)
+    desk.order("BUY", 50)
+    desk.tick(89)
+    mark_to_market(desk.rules, sample=False)
+    assert desk.session.status == "PAUSED"
+    client.post("/api/v1/trade/resume", json={"session_id": desk.session_id})
+    mark_to_market(desk.rules, sample=False)
+    session = desk.session
+    assert session.status == "RUNNING"
+    assert session.day_start_equity == D("9445")  # 5000 - 5 fee + 50 x 89
+
+
+def test_resuming_a_users_own_pause_resets_nothing(client):
+    desk = Desk(client)
+    desk.tick(100)
+    desk.order("BUY", 10)
+    desk.tick(90)
+    before = desk.session
+    client.post("/api/v1/trade/pause", json={"session_id": desk.session_id})
+    client.post("/api/v1/trade/resume", json={"session_id": desk.session_id})
+    after = desk.session
+    assert (after.peak_equity, after.day_start_equity) == (
+        before.peak_equity,
+        before.day_start_equity,
+    )
+    assert (
+        not SystemEvent.select()
+        .where(SystemEvent.data["status"] == "risk_reference_reset")
+        .exists()
+    )

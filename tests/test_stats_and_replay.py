@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
@@ -19,19 +21,60 @@ def test_max_drawdown_is_the_deepest_fall_from_a_running_peak():
     assert max_drawdown([]) == 0
 
 
+def test_max_drawdown_never_exceeds_everything_lost():
+    assert max_drawdown([D(100), D(-50)]) == 1  # was 1.5: equity below zero is a total loss
+    assert max_drawdown([D(-5), D(-10), D(-2)]) == 1  # was 0 for a curve that never rose above 0
+
+
 def test_sharpe_of_a_known_daily_series():
     start = datetime(2025, 1, 1, tzinfo=UTC)
     equity = [D(100), D(110), D(99), D("108.9")]  # returns +10 %, -10 %, +10 %
     points = [(start + timedelta(days=i), value) for i, value in enumerate(equity)]
     # mean/stdev = (1/30) / sqrt(1/75) = 1/(2 sqrt 3); x sqrt(365 samples a year)
-    assert float(sharpe_ratio(points)) == pytest.approx(math.sqrt(365 / 12), rel=1e-6)
+    assert float(sharpe_ratio(points, 86400)) == pytest.approx(math.sqrt(365 / 12), rel=1e-6)
+
+
+def reference_sharpe(points, step: float) -> float:
+    """empyrical.sharpe_ratio(returns, risk_free=0, annualization=year/step) written out:
+    the last equity at each grid time, simple returns, mean / sample stdev x sqrt(periods)."""
+    start = points[0][0]
+    grid = []
+    k = 0
+    while start + timedelta(seconds=k * step) <= points[-1][0]:
+        at = start + timedelta(seconds=k * step)
+        grid.append(float([value for moment, value in points if moment <= at][-1]))
+        k += 1
+    returns = [b / a - 1 for a, b in itertools.pairwise(grid)]
+    mean = sum(returns) / len(returns)
+    variance = sum((r - mean) ** 2 for r in returns) / (len(returns) - 1)
+    return mean / math.sqrt(variance) * math.sqrt(365 * 24 * 3600 / step)
+
+
+def test_sharpe_resamples_on_a_regular_grid_and_matches_the_reference():
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    rng = random.Random(3)
+    points, equity, moment = [], D(10_000), start
+    for _ in range(400):
+        moment += timedelta(seconds=rng.choice([0.002, 0.5, 3, 10, 10, 10, 25]))
+        equity *= D(repr(round(1 + rng.gauss(0.0002, 0.003), 6)))
+        points.append((moment, equity))
+    ours = float(sharpe_ratio(points, 10))
+    assert ours == pytest.approx(reference_sharpe(points, 10), abs=1e-6)
+    # A burst of fill samples milliseconds apart does not shorten the horizon of the returns
+    # (with the median interval it did, and the annualisation exploded).
+    burst = [
+        (points[5][0] + timedelta(milliseconds=ms), points[5][1] * D("1.0001") ** (ms % 2))
+        for ms in range(1, 401)
+    ]
+    with_burst = sorted([*points, *burst])
+    assert float(sharpe_ratio(with_burst, 10)) == pytest.approx(ours, abs=1e-6)
 
 
 def test_sharpe_is_zero_without_enough_variation():
     start = datetime(2025, 1, 1, tzinfo=UTC)
     flat = [(start + timedelta(minutes=i), D(100)) for i in range(5)]
-    assert sharpe_ratio(flat) == 0
-    assert sharpe_ratio(flat[:2]) == 0
+    assert sharpe_ratio(flat, 60) == 0
+    assert sharpe_ratio(flat[:2], 60) == 0
 
 
 def test_shipped_sample_is_valid_and_reproducible(tmp_path):

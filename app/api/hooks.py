@@ -8,11 +8,12 @@ import time
 
 from flask import Flask, g, jsonify, request
 
-from app.db import CONNECTION_ERRORS, close_request_connection, db, is_timeout
+from app.db import CONNECTION_ERRORS, close_request_connection, db, is_retryable, is_timeout
 from app.metrics import LATENCY, REQUESTS
 
 log = logging.getLogger(__name__)
 READ_METHODS = ("GET", "HEAD")
+DEADLOCK_RETRIES = 2
 
 BODY_METHODS = ("POST", "PUT", "PATCH")
 
@@ -49,32 +50,41 @@ def register_request_hooks(app: Flask) -> None:
     app.teardown_request(close_request_connection)
 
 
-def retry_reads_once(view):
-    """Run a read again, once, on a fresh connection when its connection turned out dead.
+def retry_transient_failures(view):
+    """Run a request again when the database says that is safe.
 
-    After a database restart every pooled connection is dead. The pool does not ping on
-    checkout (it cost 14-44 % of throughput), so the first use finds out: the broken
-    connections are discarded and an idempotent read is retried instead of answering 503.
+    - A deadlock or serialization failure rolled the (single) transaction of a handler back
+      whole: it is run again, up to ``DEADLOCK_RETRIES`` times, instead of answering 503.
+    - After a database restart every pooled connection is dead. The pool does not ping on
+      checkout (it cost 14-44 % of throughput), so the first use finds out: the broken
+      connections are discarded and an idempotent read is retried once on a fresh one.
     """
 
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
-        if request.method not in READ_METHODS:
-            return view(*args, **kwargs)
-        try:
-            return view(*args, **kwargs)
-        except CONNECTION_ERRORS as error:
-            if is_timeout(error) or db.in_transaction():
+        reconnected = False
+        for attempt in range(DEADLOCK_RETRIES + 1):
+            try:
+                return view(*args, **kwargs)
+            except CONNECTION_ERRORS as error:
+                if db.in_transaction():
+                    raise
+                if is_retryable(error) and attempt < DEADLOCK_RETRIES:
+                    log.info("%s %s: %s; running it again", request.method, request.path, error)
+                    continue
+                if request.method in READ_METHODS and not reconnected and not is_timeout(error):
+                    log.info("connection lost during %s %s; retrying once", request.method,
+                             request.path)  # fmt: skip
+                    db.discard_broken()
+                    reconnected = True
+                    continue
                 raise
-            log.info("connection lost during %s %s; retrying once", request.method, request.path)
-            db.discard_broken()
-            return view(*args, **kwargs)
+        return view(*args, **kwargs)
 
     return wrapper
 
 
-def wrap_read_views(app: Flask) -> None:
-    """Apply :func:`retry_reads_once` to every registered view that answers GET."""
-    for rule in app.url_map.iter_rules():
-        if "GET" in (rule.methods or ()) and rule.endpoint in app.view_functions:
-            app.view_functions[rule.endpoint] = retry_reads_once(app.view_functions[rule.endpoint])
+def wrap_views(app: Flask) -> None:
+    """Apply :func:`retry_transient_failures` to every registered view."""
+    for endpoint, view in list(app.view_functions.items()):
+        app.view_functions[endpoint] = retry_transient_failures(view)

@@ -8,6 +8,9 @@ from decimal import Decimal
 from app.models import TradingSession
 from app.trading.rules import Rules, money
 
+# How a loss-limit pause's status_reason starts; a resume resets the reference it measured from.
+LOSS_LIMIT_BREACHES = ("max_drawdown breached", "max_daily_loss breached")
+
 
 def update_loss_limits(
     session: TradingSession, equity: Decimal, rules: Rules, today: date

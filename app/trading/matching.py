@@ -13,7 +13,7 @@ import logging
 import time
 from decimal import Decimal
 
-from app.db import CONNECTION_ERRORS, db
+from app.db import CONNECTION_ERRORS, db, is_retryable
 from app.events import publish_error
 from app.models import MarketTick, Order, utcnow
 from app.trading.ledger import Ledger
@@ -58,8 +58,10 @@ def process_pending(
             for tick in batch:
                 process_tick(tick, rules)
             handled += len(batch)
-    except CONNECTION_ERRORS:
-        raise
+    except CONNECTION_ERRORS as error:
+        if not is_retryable(error):
+            raise
+        log.warning("tick batch rolled back (%s); the next pass redoes it", error)
     except Exception:
         log.exception("tick batch failed; redoing it tick by tick")
         handled += process_ticks_one_by_one(rules, max_ticks)
@@ -138,8 +140,12 @@ def accept_new_orders(rules: Rules, batch: int = INTAKE_BATCH) -> int:
         try:
             with db.atomic():
                 taken = accept_batch(list(Order.raw(ARRIVALS_SQL, batch)), rules)
-        except CONNECTION_ERRORS:
-            raise
+        except CONNECTION_ERRORS as error:
+            if not is_retryable(error):
+                raise
+            # A deadlock rolled the batch back whole: nothing is lost, the next pass redoes it.
+            log.warning("order intake batch rolled back (%s); retrying next pass", error)
+            break
         except Exception:
             log.exception("order intake batch failed; accepting its orders one by one")
             taken = accept_one_by_one(rules, batch)

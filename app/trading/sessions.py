@@ -11,6 +11,7 @@ from peewee import IntegrityError, fn
 
 from app.db import db
 from app.errors import Conflict, InvalidInput, InvalidTransition, NotFound
+from app.events import publish_status
 from app.models import (
     ACTIVE_SESSION_STATUSES,
     OPEN_ORDER_STATUSES,
@@ -22,7 +23,9 @@ from app.models import (
     utcnow,
 )
 from app.pagination import Listing, Page
-from app.trading.marking import close_session_positions
+from app.runtime_config import trading_rules
+from app.trading.limits import LOSS_LIMIT_BREACHES
+from app.trading.marking import close_session_positions, record_equity
 from app.trading.stats import max_drawdown, sharpe_ratio
 from app.trading.valuation import equity_of, marks_for
 
@@ -122,7 +125,7 @@ def _already_active(session: TradingSession) -> Conflict:
 
 
 def _transition(
-    session_id: uuid.UUID, required: str, status: str, verb: str, reason: str | None
+    session_id: uuid.UUID, required: str, status: str, verb: str, reason: str | None, on_change=None
 ) -> TradingSession:
     with db.atomic():
         session = get_session(session_id, for_update=True)
@@ -132,6 +135,8 @@ def _transition(
                 details=f"session is {session.status}; only a {required} session can be {verb}",
                 session_id=session.id,
             )
+        if on_change is not None:
+            on_change(session)
         session.status = status
         session.status_reason = reason
         session.save()
@@ -144,8 +149,39 @@ def pause_session(session_id: uuid.UUID, reason: str = "paused by user") -> Trad
 
 
 def resume_session(session_id: uuid.UUID) -> TradingSession:
-    """PAUSED → RUNNING."""
-    return _transition(session_id, "PAUSED", "RUNNING", "resumed", None)
+    """PAUSED → RUNNING.
+
+    A session paused by a loss limit would breach it again at the next mark, so resuming resets
+    the reference that limit is measured from to the current equity: the peak for max_drawdown,
+    the day's start for max_daily_loss (announced as a ``risk_reference_reset`` system_status).
+    A user's own pause resets nothing.
+    """
+    return _transition(
+        session_id, "PAUSED", "RUNNING", "resumed", None, on_change=reset_breached_reference
+    )
+
+
+def reset_breached_reference(session: TradingSession) -> None:
+    reason = session.status_reason or ""
+    if not reason.startswith(LOSS_LIMIT_BREACHES):
+        return
+    equity = marked_equity(session)
+    if reason.startswith("max_drawdown"):
+        before, session.peak_equity = session.peak_equity, equity
+        reference = "peak_equity"
+    else:
+        before, session.day_start_equity = session.day_start_equity, equity
+        reference = "day_start_equity"
+    publish_status(
+        "risk_reference_reset",
+        f"Session resumed after a loss-limit pause: {reference} reset from {before:.2f} to the "
+        f"current equity {equity:.2f}",
+        session_id=str(session.id),
+        symbol=session.symbol,
+        reference=reference,
+        previous=float(before),
+        equity=float(equity),
+    )
 
 
 def marked_equity(session: TradingSession) -> Decimal:
@@ -174,6 +210,14 @@ def stop_session(session_id: uuid.UUID, final_capital: Decimal | None = None) ->
     equity curve (see app/trading/stats.py).
     """
     with db.atomic():
+        # The engine's lock order: working orders (oldest first), then the session, then its
+        # positions. Taking the session first could deadlock with a fill in progress.
+        working = list(
+            Order.select()
+            .where(Order.session == session_id, Order.status.in_(OPEN_ORDER_STATUSES))
+            .order_by(Order.placed_at, Order.id)
+            .for_update()
+        )
         session = get_session(session_id, for_update=True)
         if session.status not in ACTIVE_SESSION_STATUSES:
             raise InvalidTransition(
@@ -182,18 +226,19 @@ def stop_session(session_id: uuid.UUID, final_capital: Decimal | None = None) ->
                 session_id=session.id,
             )
         now = utcnow()
-        for order in (
-            Order.select()
-            .where(Order.session == session.id, Order.status.in_(OPEN_ORDER_STATUSES))
-            .for_update()
-        ):
+        for order in working:
             order.status = "CANCELED"
             order.canceled_at = now
             order.save()
         close_session_positions(session)
         session = get_session(session_id, for_update=True)
+        equity = marked_equity(session)
         if final_capital is None:
-            final_capital = max(marked_equity(session), Decimal(0))
+            # Not clamped: a session that lost more than its capital reports it.
+            final_capital = equity
+        # The curve ends at the stop, so its figures (and a client recomputing them from
+        # GET /sessions/{id}/equity) see the final equity.
+        record_equity(session, marks_for(session), now)
         wins, losses = (
             Position.select(
                 fn.COUNT(Position.id).filter(Position.realized_pnl > 0),
@@ -208,10 +253,11 @@ def stop_session(session_id: uuid.UUID, final_capital: Decimal | None = None) ->
         session.losing_trades = losses
         session.final_capital = final_capital
         session.total_pnl = final_capital - session.initial_capital
-        session.max_drawdown = max(
-            session.max_drawdown, max_drawdown([*(equity for _, equity in points), final_capital])
-        )
-        session.sharpe_ratio = sharpe_ratio(points)
+        # From the recorded curve only: neither a user-supplied final_capital nor a peak seen
+        # between two samples moves it.
+        session.max_drawdown = max_drawdown([value for _, value in points])
+        step = float(trading_rules()["exchange"]["equity_sample_seconds"])
+        session.sharpe_ratio = sharpe_ratio(points, step)
         session.status = "STOPPED"
         session.status_reason = "stopped by user"
         session.stopped_at = now
