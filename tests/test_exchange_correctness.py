@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 from decimal import Decimal as D
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from peewee import fn
 
-from app.models import EquitySnapshot, Order, SystemEvent, TradingSession
+from app.models import EquitySnapshot, Order, Position, SystemEvent, Trade, TradingSession
+from app.trading.market import record_tick
 from app.trading.marking import mark_to_market
-from app.trading.sessions import pause_session
+from app.trading.matching import process_pending
+from app.trading.orders import OrderRequest, place_order
+from app.trading.sessions import pause_session, start_session
+from app.trading.valuation import equity_of, marks_for
 from tests.test_exchange import RULES, Desk
 
 
@@ -203,3 +209,69 @@ def test_resuming_a_users_own_pause_resets_nothing(client):
         .where(SystemEvent.data["status"] == "risk_reference_reset")
         .exists()
     )
+
+
+def check_invariants(session_ids, rules) -> None:
+    """The reference identities, after every step of a random sequence."""
+    rounding = D("1e-18")
+    for session_id in session_ids:
+        session = TradingSession.get_by_id(session_id)
+        positions = list(Position.select().where(Position.session == session_id))
+        trades = list(Trade.select().where(Trade.session == session_id))
+        equity, _, unrealized = equity_of(session, marks_for(session))
+        realized = sum((p.realized_pnl for p in positions), D(0))
+        # Every stored figure is rounded to 18 places once per fill; an entry price's rounding
+        # is multiplied by the quantity held when the position is valued.
+        held = sum((p.quantity for p in positions if p.status == "OPEN"), D(0))
+        slack = rounding * ((len(trades) + len(positions) + 1) * 4 + 2 * held)
+        assert abs((equity - session.initial_capital) - (realized + unrealized)) <= slack
+        notional = sum((t.quote_quantity for t in trades), D(0))
+        fees = sum((t.commission for t in trades), D(0))
+        assert abs(fees - rules.commission_rate * notional) <= rounding * (len(trades) + 1) * 2
+        for position in positions:
+            attributed = [t for t in trades if t.position_id == position.id]
+            direction = D(1) if position.side == "LONG" else D(-1)
+            net = sum((t.quantity if t.side == "BUY" else -t.quantity for t in attributed), D(0))
+            held = position.quantity * direction if position.status == "OPEN" else D(0)
+            assert net == held, (position.status, position.quantity, net)
+    for order in Order.select().where(Order.session.in_(session_ids)):
+        filled = Trade.select().where(Trade.order == order.id)
+        assert sum((t.quantity for t in filled), D(0)) == order.executed_quantity
+
+
+def test_a_seeded_random_sequence_keeps_every_reference_identity(app):
+    rules = replace(RULES, slippage=D("0.0005"), participation=D("0.3"), max_position_size=D(2))
+    rng = random.Random(20261125)
+    symbols = ["RNDA/USDT", "RNDB/USDT", "RNDC/USDT"]
+    sessions = [start_session(s, D(100_000), "PAPER", live_credentials=False) for s in symbols]
+    prices = dict.fromkeys(symbols, D(100))
+    for symbol in symbols:
+        record_tick(symbol, prices[symbol], volume=D(40))
+    process_pending(rules)
+    for _ in range(120):
+        session = rng.choice(sessions)
+        if rng.random() < 0.55:
+            kind = rng.choice(["MARKET", "MARKET", "LIMIT", "STOP_LOSS", "TAKE_PROFIT"])
+            level = (prices[session.symbol] * D(repr(1 + rng.uniform(-0.03, 0.03)))).quantize(
+                D("0.01")
+            )
+            place_order(
+                OrderRequest(
+                    symbol=session.symbol,
+                    side=rng.choice(["BUY", "SELL"]),
+                    type=kind,
+                    quantity=D(rng.randint(1, 40)),
+                    price=level if kind == "LIMIT" else None,
+                    stop_price=level if kind in ("STOP_LOSS", "TAKE_PROFIT") else None,
+                    time_in_force=rng.choice(["GTC", "GTC", "IOC", "FOK"]),
+                    session_id=session.id,
+                )
+            )
+        else:
+            moved = prices[session.symbol] * D(repr(1 + rng.gauss(0, 0.01)))
+            prices[session.symbol] = moved.quantize(D("0.0001"))
+            record_tick(session.symbol, prices[session.symbol], volume=D(rng.randint(5, 80)))
+        process_pending(rules)
+        check_invariants([s.id for s in sessions], rules)
+    flips = Trade.select(Trade.order).group_by(Trade.order).having(fn.COUNT(Trade.id) > 1)
+    assert Trade.select().count() > 50 and flips.count() > 0  # the sequence exercised flips

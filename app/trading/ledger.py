@@ -176,30 +176,40 @@ class Ledger:
         self._check_risk(book, order, before, effect, quantity, price, marks)
 
         exit_reason = reason or ("closed by order" if order.source == "manual" else order.source)
+        # A flip is two trades: the part that closes the old position and the part that opens
+        # the new one, each attributed to its position, with the fee split by quantity.
+        parts: list[tuple[Position | None, Decimal, Decimal]] = []
         if effect.closed is not None:
             self._close_row(book, position, effect.closed, price, now, exit_reason)
+            if effect.open.quantity != 0:
+                closing = abs(before.quantity)
+                closing_fee = money(fee * closing / quantity)
+                parts.append((position, closing, closing_fee))
+                quantity, fee = quantity - closing, fee - closing_fee
         if effect.open.quantity != 0:
             if effect.opened_new:
                 position = self._new_row(book, order, effect.open, price, now)
             else:
                 self._update_row(book, position, effect.open, price)
-
-        trade = Trade(
-            order=order.id,
-            session=book.row.id,
-            position=position.id if position is not None else None,
-            symbol=order.symbol,
-            exchange=order.exchange,
-            side=order.side,
-            price=price,
-            quantity=quantity,
-            quote_quantity=money(price * quantity),
-            commission=fee,
-            commission_asset=order.symbol.split("/")[1],
-            executed_at=now,
-            created_at=now,
-        )
-        self.trades.append(trade)
+        parts.append((position, quantity, fee))
+        for attributed, part, part_fee in parts:
+            trade = Trade(
+                order=order.id,
+                session=book.row.id,
+                position=attributed.id if attributed is not None else None,
+                symbol=order.symbol,
+                exchange=order.exchange,
+                side=order.side,
+                price=price,
+                quantity=part,
+                quote_quantity=money(price * part),
+                commission=part_fee,
+                commission_asset=order.symbol.split("/")[1],
+                executed_at=now,
+                created_at=now,
+            )
+            self.trades.append(trade)
+        quantity = sum((part for _, part, _ in parts), Decimal(0))
         order.executed_quantity += quantity
         order.executed_quote_quantity = money(order.executed_quote_quantity + price * quantity)
         if position is not None:
@@ -213,7 +223,7 @@ class Ledger:
 
         session = book.row
         session.cash = money(session.cash + effect.cash_delta)
-        session.total_trades += 1
+        session.total_trades += len(parts)
         equity, value, unrealized = self.equity(book, marks)
         breach = update_loss_limits(session, equity, self.rules, now.date())
         if breach:
