@@ -256,6 +256,9 @@ class MarketPrice(BaseModel):
     source = CharField(default="manual")
     price_time = DateTimeTZField(default=utcnow)
     updated_at = DateTimeTZField(default=utcnow)
+    tick_id = IntegerField(null=True)
+    # What orders may still take of this tick's volume (None: not processed, or no cap).
+    liquidity_left = Money(null=True)
 
     class Meta:
         table_name = "market_prices"

@@ -31,6 +31,8 @@ UPDATABLE_FIELDS: dict[str, tuple[str, str]] = {
     "llm_approval_required": ("risk", "llm_approval_required"),
     "llm_temperature": ("llm", "temperature"),
     "llm_max_tokens": ("llm", "max_tokens"),
+    "liquidity_participation": ("exchange", "liquidity_participation"),
+    "max_price_age_seconds": ("exchange", "max_price_age_seconds"),
 }
 
 _DEFAULTS = load_defaults()

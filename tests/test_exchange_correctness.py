@@ -4,17 +4,28 @@ from __future__ import annotations
 
 import random
 from dataclasses import replace
+from datetime import timedelta
 from decimal import Decimal as D
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from peewee import fn
 
-from app.models import EquitySnapshot, Order, Position, SystemEvent, Trade, TradingSession
+from app.models import (
+    EquitySnapshot,
+    MarketPrice,
+    Order,
+    Position,
+    SystemEvent,
+    Trade,
+    TradingSession,
+    utcnow,
+)
 from app.trading.market import record_tick
 from app.trading.marking import mark_to_market
 from app.trading.matching import process_pending
 from app.trading.orders import OrderRequest, place_order
+from app.trading.rules import Rules
 from app.trading.sessions import pause_session, start_session
 from app.trading.valuation import equity_of, marks_for
 from tests.test_exchange import RULES, Desk
@@ -275,3 +286,55 @@ def test_a_seeded_random_sequence_keeps_every_reference_identity(app):
         check_invariants([s.id for s in sessions], rules)
     flips = Trade.select(Trade.order).group_by(Trade.order).having(fn.COUNT(Trade.id) > 1)
     assert Trade.select().count() > 50 and flips.count() > 0  # the sequence exercised flips
+
+
+def test_one_tick_has_one_liquidity_budget_shared_in_price_time_priority(client):
+    desk = Desk(client, rules=replace(RULES, participation=D("0.5")))
+    desk.tick(100, volume=100)
+    low = desk.order("BUY", 40, type="LIMIT", price=95)  # older, but a worse price
+    high = desk.order("BUY", 40, type="LIMIT", price=98)
+    desk.tick(94, volume=100)  # a budget of 50: the best price first
+    assert desk.reload(high).executed_quantity == 40
+    assert desk.reload(low).executed_quantity == 10
+    late = desk.order("BUY", 30)  # after the tick: only what is left of it (nothing)
+    assert desk.reload(late).executed_quantity == 0
+    desk.tick(94, volume=20)  # a fresh budget of 10: the order at market goes first
+    assert desk.reload(late).executed_quantity == 10
+    assert desk.reload(low).executed_quantity == 10
+
+
+def test_an_arrival_draws_on_what_resting_orders_left_of_the_latest_tick(client):
+    desk = Desk(client, rules=replace(RULES, participation=D("0.5")))
+    desk.tick(100, volume=100)
+    resting = desk.order("BUY", 30, type="LIMIT", price=95)
+    desk.tick(95, volume=100)  # budget 50: 30 to the resting order
+    assert desk.reload(resting).status == "FILLED"
+    first = desk.order("BUY", 15)
+    second = desk.order("BUY", 15)
+    assert desk.reload(first).executed_quantity == 15
+    assert desk.reload(second).executed_quantity == 5  # 20 were left, not 50 each
+
+
+def test_a_market_order_never_fills_at_a_stale_price(client):
+    desk = Desk(client)
+    desk.tick(100)
+    MarketPrice.update(updated_at=utcnow() - timedelta(minutes=5)).execute()
+    waiting = desk.order("BUY", 1)
+    immediate = desk.order("BUY", 1, time_in_force="IOC")
+    assert desk.reload(waiting).status == "NEW"  # GTC: waits for a fresh tick
+    expired = desk.reload(immediate)
+    assert expired.status == "EXPIRED"
+    assert "max_price_age_seconds" in expired.error_message
+    desk.tick(101)
+    assert desk.reload(waiting).status == "FILLED"
+
+
+def test_liquidity_and_price_age_are_patchable(client):
+    response = client.patch(
+        "/api/v1/config", json={"liquidity_participation": 0.25, "max_price_age_seconds": 30}
+    )
+    assert response.status_code == 200
+    rules = Rules.current()
+    assert (rules.participation, rules.max_price_age_seconds) == (D("0.25"), 30)
+    bad = client.patch("/api/v1/config", json={"liquidity_participation": 2})
+    assert (bad.status_code, bad.json["field"]) == (400, "liquidity_participation")

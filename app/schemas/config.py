@@ -24,6 +24,12 @@ class ConfigUpdateArgs(Schema):
     llm_approval_required = fields.Boolean(truthy={True}, falsy={False})
     llm_temperature = Amount(validate=validate.Range(0, 2, error="must be in [0, 2]"))
     llm_max_tokens = fields.Integer(strict=True, validate=validate.Range(1, 200_000))
+    liquidity_participation = Amount(
+        validate=validate.Range(0, 1, error="must be in [0, 1]; 0 turns the liquidity cap off")
+    )
+    max_price_age_seconds = Amount(
+        validate=validate.Range(0, 86_400, min_inclusive=False, error="must be in (0, 86400]")
+    )
 
 
 class ConfigUpdatedSchema(Schema):

@@ -72,6 +72,7 @@ class Ledger:
         self.changed_positions: dict[uuid.UUID, Position] = {}
         self.trades: list[Trade] = []
         self.events: list[tuple[str, str, str, dict]] = []
+        self.changed_prices: dict[str, MarketPrice] = {}
 
     # -- loading -------------------------------------------------------------------------
     def lock_sessions(self, session_ids: Iterable) -> None:
@@ -115,6 +116,28 @@ class Ledger:
 
     def price(self, symbol: str) -> MarketPrice | None:
         return self.prices.get(symbol)
+
+    def liquidity_left(self, symbol: str) -> Decimal | None:
+        """What orders may still take of the symbol's latest tick; None when nothing caps it.
+
+        A tick the engine has not matched yet offers its whole budget.
+        """
+        if self.rules.participation <= 0:
+            return None
+        latest = self.prices.get(symbol)
+        if latest is None or latest.volume is None:
+            return None
+        if latest.liquidity_left is not None:
+            return latest.liquidity_left
+        return money(latest.volume * self.rules.participation)
+
+    def take_liquidity(self, symbol: str, quantity: Decimal) -> None:
+        left = self.liquidity_left(symbol)
+        if left is None:
+            return
+        latest = self.prices[symbol]
+        latest.liquidity_left = max(Decimal(0), left - quantity)
+        self.changed_prices[symbol] = latest
 
     # -- orders ----------------------------------------------------------------------------
     def touch(self, order: Order) -> None:
@@ -394,6 +417,11 @@ class Ledger:
             book.row.updated_at = now
         bulk_update(TradingSession, [book.row for book in dirty], SESSION_FIELDS)
         bulk_insert(EquitySnapshot, [book.sample for book in dirty])
+        for latest in self.changed_prices.values():
+            # Only while it is still the latest tick: a newer one brings a fresh budget.
+            MarketPrice.update(liquidity_left=latest.liquidity_left).where(
+                MarketPrice.symbol == latest.symbol, MarketPrice.tick_id == latest.tick_id
+            ).execute()
         for error, details, severity, metadata in self.events:
             publish_error(error, details, severity, **metadata)
         self.__init__(self.rules)

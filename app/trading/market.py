@@ -27,7 +27,7 @@ def record_tick(
     now = utcnow()
     tick_time = timestamp or now
     with db.atomic():
-        MarketTick.create(
+        tick = MarketTick.create(
             symbol=symbol, price=price, volume=volume, source=source, tick_time=tick_time,
             created_at=now,
         )  # fmt: skip
@@ -38,6 +38,8 @@ def record_tick(
             source=source,
             price_time=tick_time,
             updated_at=now,
+            tick_id=tick.id,
+            liquidity_left=None,
         ).on_conflict(
             conflict_target=[MarketPrice.symbol],
             update={
@@ -46,6 +48,8 @@ def record_tick(
                 MarketPrice.source: EXCLUDED.source,
                 MarketPrice.price_time: EXCLUDED.price_time,
                 MarketPrice.updated_at: EXCLUDED.updated_at,
+                MarketPrice.tick_id: EXCLUDED.tick_id,
+                MarketPrice.liquidity_left: EXCLUDED.liquidity_left,
             },
             where=(MarketPrice.price_time <= EXCLUDED.price_time),
         ).execute()

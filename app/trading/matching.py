@@ -192,28 +192,46 @@ def accept_one_by_one(rules: Rules, batch: int) -> int:
 
 
 def on_arrival(order: Order, ledger: Ledger) -> None:
-    """A new order's first look at the market: fill now, rest, trigger or expire."""
+    """A new order's first look at the market: fill now, rest, trigger or expire.
+
+    It draws on what is left of the liquidity of its symbol's latest tick.
+    """
+    filled = arrive(order, ledger, ledger.liquidity_left(order.symbol))
+    if filled:
+        ledger.take_liquidity(order.symbol, filled)
+
+
+def arrive(order: Order, ledger: Ledger, available: Decimal | None) -> Decimal:
     last = ledger.price(order.symbol)
-    volume = last.volume if last is not None else None
     if order.type in TRIGGERED_TYPES:
         if last is not None and stop_triggered(
             order.type, order.side, order.stop_price, last.price
         ):
-            trigger(order, last.price, volume, ledger)
-        return
+            return trigger(order, last.price, available, ledger, liquidity_is_cap=True)
+        return Decimal(0)
     if last is None:
         if order.time_in_force != "GTC":
             ledger.expire(order, "no market price yet for an immediate order")
-        return
+        return Decimal(0)
     if order.type == "MARKET":
+        age = (utcnow() - last.updated_at).total_seconds()
+        if age > ledger.rules.max_price_age_seconds:
+            # A stale price is no market: GTC waits for the next tick, IOC/FOK give up.
+            if order.time_in_force != "GTC":
+                ledger.expire(
+                    order,
+                    f"the latest price is {age:.0f}s old (max_price_age_seconds "
+                    f"{ledger.rules.max_price_age_seconds:g}); no fresh market to fill at",
+                )
+            return Decimal(0)
         price = market_fill_price(order.side, last.price, ledger.rules)
-        execute(order, price, volume, ledger, market=last.price)
-        return
+        return execute(order, price, available, ledger, liquidity_is_cap=True, market=last.price)
     if limit_crossed(order.side, order.price, last.price):
         price = marketable_limit_price(order.side, order.price, last.price, ledger.rules)
-        execute(order, price, volume, ledger, market=last.price)
-    elif order.time_in_force != "GTC":
+        return execute(order, price, available, ledger, liquidity_is_cap=True, market=last.price)
+    if order.time_in_force != "GTC":
         ledger.expire(order, f"limit {order.price} not marketable at {last.price}")
+    return Decimal(0)
 
 
 # -- ticks ----------------------------------------------------------------------------------
@@ -252,24 +270,49 @@ SELECT DISTINCT session_id FROM positions
 
 
 def process_tick(tick: MarketTick, rules: Rules) -> None:
-    """Match the symbol's working orders against one tick, then protective exits."""
+    """Match the symbol's working orders against one tick, then protective exits.
+
+    The tick brings one liquidity budget (participation x volume). Resting orders take it in
+    price-time priority; what they leave is recorded on the symbol's latest price, for orders
+    that arrive after the tick.
+    """
     orders = list(Order.raw(MATCHING_ORDERS_SQL, tick.symbol, *[tick.price] * 6))
+    available = tick_budget(tick.volume, rules)
     if orders:
         ledger = Ledger(rules)
         ledger.lock_sessions(order.session_id for order in orders)
-        match_tick(tick, orders, ledger)
+        available = match_tick(tick, orders, ledger, available)
         ledger.flush()
+    if available is not None:
+        db.execute_sql(
+            "UPDATE market_prices SET liquidity_left = %s WHERE symbol = %s AND tick_id = %s",
+            (max(available, Decimal(0)), tick.symbol, tick.id),
+        )
     protective_exits(tick, rules)
 
 
-def match_tick(tick: MarketTick, orders: list[Order], ledger: Ledger) -> None:
+def tick_budget(volume: Decimal | None, rules: Rules) -> Decimal | None:
+    """What all orders together may take of one tick; None when there is no cap."""
+    if rules.participation > 0 and volume is not None:
+        return money(volume * rules.participation)
+    return None
+
+
+def priority(order: Order, price: Decimal) -> tuple:
+    """Price-time priority: orders at market first, then limits by how far they cross the
+    tick (the best price first), then the oldest."""
+    if order.type in LIMIT_TYPES and (order.type == "LIMIT" or order.triggered_at is not None):
+        better = order.price - price if order.side == "BUY" else price - order.price
+        return (1, -better, order.placed_at, str(order.id))
+    return (0, Decimal(0), order.placed_at, str(order.id))
+
+
+def match_tick(
+    tick: MarketTick, orders: list[Order], ledger: Ledger, available: Decimal | None
+) -> Decimal | None:
+    """Fill what the tick crosses; returns the liquidity left (None: no cap)."""
     rules = ledger.rules
-    available = (
-        money(tick.volume * rules.participation)
-        if rules.participation > 0 and tick.volume is not None
-        else None
-    )
-    for order in orders:
+    for order in sorted(orders, key=lambda candidate: priority(candidate, tick.price)):
         if available is not None and available <= 0:
             break
         if order.type in TRIGGERED_TYPES and order.triggered_at is None:
@@ -291,6 +334,7 @@ def match_tick(tick: MarketTick, orders: list[Order], ledger: Ledger) -> None:
             )
         if available is not None:
             available -= filled
+    return available
 
 
 def protective_exits(tick: MarketTick, rules: Rules) -> None:

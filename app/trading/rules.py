@@ -41,6 +41,7 @@ class Rules:
     max_drawdown: Decimal = Decimal("0.15")
     default_stop_loss: Decimal = Decimal("0.02")
     default_take_profit: Decimal = Decimal("0.05")
+    max_price_age_seconds: float = 60.0
 
     @classmethod
     def current(cls) -> Rules:
@@ -65,6 +66,7 @@ class Rules:
             max_drawdown=dec(risk["max_drawdown"]),
             default_stop_loss=dec(risk["default_stop_loss"]),
             default_take_profit=dec(risk["default_take_profit"]),
+            max_price_age_seconds=float(exchange.get("max_price_age_seconds", 60)),
         )
 
 
