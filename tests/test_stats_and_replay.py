@@ -10,8 +10,9 @@ from decimal import Decimal as D
 
 import pytest
 
-from app.models import MarketPrice, MarketTick
+from app.models import EquitySnapshot, MarketPrice, MarketTick
 from app.trading.feeds import REPLAY_DIR, ReplayFeed, read_candles, write_sample
+from app.trading.matching import process_pending
 from app.trading.stats import max_drawdown, sharpe_ratio
 
 
@@ -116,3 +117,55 @@ def test_replay_plays_each_candle_as_four_ticks(app, tmp_path):
     assert [t.volume for t in ticks[:4]] == [2, 2, 2, 2]
     assert {t.source for t in ticks} == {"replay"}
     assert MarketPrice.get_by_id("SOL/USDT").price == 100
+
+
+def test_replayed_ticks_carry_market_time_whatever_the_speed(app, tmp_path):
+    (tmp_path / "SOL-USDT.csv").write_text(
+        "timestamp,open,high,low,close,volume\n"
+        "2025-01-15T00:00:00Z,100,104,99,103,8\n"
+        "2025-01-15T00:01:00Z,103,103.5,97,98,4\n"
+    )
+    feed = ReplayFeed(directory=tmp_path, speed=600, candle_seconds=60)
+    for _ in range(9):  # played in an instant of wall time
+        feed.tick([])
+    times = [
+        t.tick_time
+        for t in MarketTick.select().where(MarketTick.symbol == "SOL/USDT").order_by(MarketTick.id)
+    ]
+    # Each tick is a quarter of a one-minute candle later on the replay's clock.
+    assert [(b - a).total_seconds() for a, b in itertools.pairwise(times)] == [15.0] * 8
+    assert MarketPrice.get_by_id("SOL/USDT").price_time == times[-1]
+    # A restarted replay continues after the last replayed price: its clock never goes back.
+    restarted = ReplayFeed(directory=tmp_path, speed=600, candle_seconds=60)
+    restarted.tick([])
+    assert MarketPrice.get_by_id("SOL/USDT").price_time > times[-1]
+
+
+def test_equity_samples_carry_the_market_time_of_their_tick(client):
+    from tests.test_exchange import Desk
+
+    desk = Desk(client)
+    posted_at = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+    client.post(
+        "/api/v1/market/prices",
+        json={"symbol": "BTC/USDT", "price": 100, "timestamp": posted_at.isoformat()},
+    )
+    desk.order("BUY", 1)  # fills on arrival at the price posted for 12:00
+    limit = desk.order("BUY", 1, type="LIMIT", price=99)
+    client.post(
+        "/api/v1/market/prices",
+        json={
+            "symbol": "BTC/USDT",
+            "price": 98,
+            "timestamp": (posted_at + timedelta(minutes=5)).isoformat(),
+        },
+    )
+    process_pending(desk.rules)
+    assert desk.reload(limit).status == "FILLED"
+    samples = [
+        s.sampled_at
+        for s in EquitySnapshot.select()
+        .where(EquitySnapshot.session == desk.session_id)
+        .order_by(EquitySnapshot.id)
+    ]
+    assert samples == [posted_at, posted_at + timedelta(minutes=5)]

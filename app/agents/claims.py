@@ -14,14 +14,26 @@ from datetime import datetime
 
 from app.db import db
 
+# Each session's current candle is in market time: the candle its symbol's latest tick falls in
+# (a replay runs faster than the wall clock), unless the caller names one candle for all.
 CLAIM_NEW_SQL = """
+WITH due AS (
+    SELECT s.id AS session_id,
+           COALESCE(%(candle)s::timestamptz,
+                    to_timestamp(floor(extract(epoch FROM mp.price_time) / %(seconds)s)
+                                 * %(seconds)s)) AS candle_at
+      FROM trading_sessions s
+      LEFT JOIN market_prices mp ON mp.symbol = s.symbol
+     WHERE s.status IN ('RUNNING', 'PAUSED')
+)
 INSERT INTO agent_claims (session_id, candle_at, token, holder, lease_until)
-SELECT id, %(candle)s, gen_random_uuid(), %(holder)s, now() + make_interval(secs => %(lease)s)
-  FROM trading_sessions
- WHERE status IN ('RUNNING', 'PAUSED')
+SELECT session_id, candle_at, gen_random_uuid(), %(holder)s,
+       now() + make_interval(secs => %(lease)s)
+  FROM due
+ WHERE candle_at IS NOT NULL
    AND NOT EXISTS (SELECT 1 FROM agent_claims c
-                    WHERE c.session_id = trading_sessions.id AND c.candle_at = %(candle)s)
- ORDER BY id
+                    WHERE c.session_id = due.session_id AND c.candle_at = due.candle_at)
+ ORDER BY session_id
  LIMIT %(limit)s
 ON CONFLICT (session_id, candle_at) DO NOTHING
 RETURNING session_id, candle_at, token
@@ -37,7 +49,8 @@ UPDATE agent_claims
  WHERE (session_id, candle_at) IN (
         SELECT session_id, candle_at FROM agent_claims
          WHERE done_at IS NULL AND lease_until < now()
-           AND candle_at > %(candle)s - make_interval(secs => %(stale)s)
+           AND candle_at > COALESCE(%(candle)s::timestamptz, now())
+                           - make_interval(secs => %(stale)s)
          ORDER BY candle_at
          LIMIT %(limit)s
          FOR UPDATE SKIP LOCKED)
@@ -70,13 +83,22 @@ class Claim:
 
 
 def claim_candles(
-    candle_at: datetime, holder: str, lease_seconds: float, stale_seconds: float, limit: int
+    candle_at: datetime | None,
+    candle_seconds: int,
+    holder: str,
+    lease_seconds: float,
+    stale_seconds: float,
+    limit: int,
 ) -> list[Claim]:
-    """Expired claims to take over first, then the current candle of unclaimed sessions."""
+    """Expired claims to take over first, then each active session's current candle.
+
+    ``candle_at`` None: each session's candle in market time (its symbol's latest tick).
+    """
     if limit <= 0:
         return []
     params = {
         "candle": candle_at,
+        "seconds": candle_seconds,
         "holder": holder,
         "lease": lease_seconds,
         "stale": stale_seconds,

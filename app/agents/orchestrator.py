@@ -175,14 +175,18 @@ class Orchestrator:
             return len(self._in_flight)
 
     def dispatch(self, now: datetime | None = None, config: dict | None = None) -> list[Future]:
-        """Claim as many due candles as there are free slots and start deciding them."""
-        now = now or utcnow()
+        """Claim as many due candles as there are free slots and start deciding them.
+
+        ``now`` None: every session's current candle in market time (its latest tick's);
+        a moment given (tests, backtests) stands for all sessions.
+        """
         config = config or trading_rules()
         cfg = AgentConfig.current(config)
         with db.connection_context():
             self.heartbeat(cfg)
             claims = claim_candles(
-                bucket_start(now, cfg.candle_seconds),
+                bucket_start(now, cfg.candle_seconds) if now is not None else None,
+                cfg.candle_seconds,
                 self.holder,
                 self.lease_seconds,
                 stale_seconds=self.lease_seconds + 2 * cfg.candle_seconds,
@@ -203,10 +207,12 @@ class Orchestrator:
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def _decide(self, claim: Claim, config: dict, cfg: AgentConfig, now: datetime) -> int:
+    def _decide(self, claim: Claim, config: dict, cfg: AgentConfig, now: datetime | None) -> int:
         """Steps 1-3 for one claimed candle; a failure is logged and reported, never raised."""
-        # A candle taken over late is decided as it stood when it closed.
-        moment = min(now, claim.candle_at + timedelta(milliseconds=1))
+        # Decided as the market stood when the candle closed (also when taken over late).
+        moment = claim.candle_at + timedelta(milliseconds=1)
+        if now is not None:
+            moment = min(now, moment)
         try:
             with db.connection_context():
                 proposal = self.propose(claim, config, cfg, moment)

@@ -47,9 +47,11 @@ def resolve_outcomes(hold_band: Decimal) -> int:
             Decision.context,
             Decision.reference_price,
         )
+        .join(MarketPrice, on=(MarketPrice.symbol == Decision.symbol))
         .where(
             Decision.outcome == "PENDING",
-            Decision.resolve_after <= utcnow(),
+            # The horizon is in market time: judged once the market has reached it.
+            Decision.resolve_after <= MarketPrice.price_time,
             Decision.position.is_null(),
             Decision.reference_price.is_null(False),
         )

@@ -6,9 +6,11 @@ import csv
 import math
 import random
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
+
+from peewee import fn
 
 from app.models import (
     ACTIVE_SESSION_STATUSES,
@@ -177,7 +179,11 @@ class ReplayFeed:
     """Replays OHLCV files (``BASE-QUOTE.csv`` in ``directory``) in a loop at ``speed``.
 
     Each candle becomes four ticks (see :meth:`Candle.path`), each with a quarter of its volume;
-    ``speed`` 60 plays one minute candle per second.
+    ``speed`` 60 plays one minute candle per second. Ticks carry market time: the replay's own
+    clock, which starts when the replay starts (or just after the last replayed price, so it
+    never runs backwards across restarts) and advances one candle per candle played, so at
+    ``speed`` 60 an hour of market passes in a minute. Statistics annualise by market time, so
+    the speed does not inflate them.
     """
 
     directory: Path = REPLAY_DIR
@@ -186,6 +192,7 @@ class ReplayFeed:
     series: dict[str, list[Decimal]] = field(default_factory=dict)
     volumes: dict[str, list[Decimal]] = field(default_factory=dict)
     position: int = 0
+    clock_start: datetime | None = None
 
     def __post_init__(self):
         files = sorted(Path(self.directory).glob("*.csv"))
@@ -209,11 +216,32 @@ class ReplayFeed:
     def interval(self) -> float:
         return self.candle_seconds / self.speed / 4
 
+    def market_time(self, position: int) -> datetime:
+        """When the ``position``-th replayed tick happens on the replay's clock."""
+        if self.clock_start is None:
+            latest = (
+                MarketPrice.select(fn.MAX(MarketPrice.price_time))
+                .where(MarketPrice.symbol.in_(list(self.series)), MarketPrice.source == "replay")
+                .scalar()
+            )
+            start = utcnow()
+            if latest is not None and latest >= start:
+                start = latest + timedelta(seconds=self.candle_seconds)
+            self.clock_start = start
+        return self.clock_start + timedelta(seconds=position * self.candle_seconds / 4)
+
     def tick(self, symbols: list[str]) -> None:
         """Write the next tick of every replayed symbol (the files decide what is replayed)."""
+        moment = self.market_time(self.position)
         for symbol, prices in self.series.items():
             index = self.position % len(prices)
-            record_tick(symbol, prices[index], volume=self.volumes[symbol][index], source="replay")
+            record_tick(
+                symbol,
+                prices[index],
+                volume=self.volumes[symbol][index],
+                timestamp=moment,
+                source="replay",
+            )
         self.position += 1
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 
 from peewee import fn
@@ -73,6 +74,9 @@ class Ledger:
         self.trades: list[Trade] = []
         self.events: list[tuple[str, str, str, dict]] = []
         self.changed_prices: dict[str, MarketPrice] = {}
+        # Market time of what the fills happen at (a tick's time, the latest price's time):
+        # equity samples carry it, so statistics follow the market's clock, not the engine's.
+        self.market_time: datetime | None = None
 
     # -- loading -------------------------------------------------------------------------
     def lock_sessions(self, session_ids: Iterable) -> None:
@@ -253,7 +257,7 @@ class Ledger:
             self.events.append(breach_event(session, breach))
         book.sample = EquitySnapshot(
             session=session.id,
-            sampled_at=now,
+            sampled_at=self.market_time or now,
             equity=equity,
             cash=session.cash,
             position_value=value,

@@ -20,13 +20,15 @@ from app.models import (
 from app.trading.ledger import Ledger
 from app.trading.limits import breach_event, update_loss_limits
 from app.trading.rules import Rules, money
-from app.trading.valuation import book_of, equity_of, marks_for
+from app.trading.valuation import book_of, equity_of, market_time, marks_for
 
 
 def record_equity(
     session: TradingSession, marks: dict[str, Decimal], now: datetime
 ) -> EquitySnapshot:
+    """An equity sample at the market time of its marks (``now`` when there is no price)."""
     equity, value, unrealized = equity_of(session, marks)
+    sampled_at = market_time([*marks, session.symbol]) or now
     realized = (
         Position.select(fn.COALESCE(fn.SUM(Position.realized_pnl), 0))
         .where(Position.session == session.id)
@@ -34,7 +36,7 @@ def record_equity(
     )
     return EquitySnapshot.create(
         session=session.id,
-        sampled_at=now,
+        sampled_at=sampled_at,
         equity=equity,
         cash=session.cash,
         position_value=value,
@@ -82,6 +84,7 @@ def close_session_positions(session: TradingSession, rules: Rules | None = None)
     ledger = Ledger(rules or Rules.current())
     ledger.lock_sessions([session.id])
     book = ledger.session(session.id)
+    ledger.market_time = market_time([*book.positions, session.symbol])
     for position in list(book.positions.values()):
         last = ledger.price(position.symbol)
         price = last.price if last is not None else position.entry_price

@@ -203,6 +203,7 @@ def on_arrival(order: Order, ledger: Ledger) -> None:
 
 def arrive(order: Order, ledger: Ledger, available: Decimal | None) -> Decimal:
     last = ledger.price(order.symbol)
+    ledger.market_time = last.price_time if last is not None else None
     if order.type in TRIGGERED_TYPES:
         if last is not None and stop_triggered(
             order.type, order.side, order.stop_price, last.price
@@ -312,6 +313,7 @@ def match_tick(
 ) -> Decimal | None:
     """Fill what the tick crosses; returns the liquidity left (None: no cap)."""
     rules = ledger.rules
+    ledger.market_time = tick.tick_time
     for order in sorted(orders, key=lambda candidate: priority(candidate, tick.price)):
         if available is not None and available <= 0:
             break
@@ -346,6 +348,7 @@ def protective_exits(tick: MarketTick, rules: Rules) -> None:
         return
     ledger = Ledger(rules)
     ledger.lock_sessions(session_ids)
+    ledger.market_time = tick.tick_time
     for book in list(ledger.sessions.values()):
         position = book.positions.get(tick.symbol)
         if position is None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from decimal import Decimal
+
+from peewee import fn
 
 from app.models import MarketPrice, Position, TradingSession
 from app.trading.portfolio import Book
@@ -75,3 +78,15 @@ def equity_of(
 def open_positions_elsewhere(session_id, symbol: str) -> int:
     """Open positions the session holds in symbols other than ``symbol``."""
     return Position.open_for(session_id).where(Position.symbol != symbol).count()
+
+
+def market_time(symbols: Iterable[str]) -> datetime | None:
+    """The market's clock for these symbols: the time of the latest tick among them."""
+    wanted = sorted(set(symbols))
+    if not wanted:
+        return None
+    return (
+        MarketPrice.select(fn.MAX(MarketPrice.price_time))
+        .where(MarketPrice.symbol.in_(wanted))
+        .scalar()
+    )
