@@ -23,11 +23,16 @@ from pgvector.peewee import VectorField
 from playhouse.postgres_ext import BinaryJSONField, DateTimeTZField
 
 from app.db import db
+from app.vocabulary import (
+    ACTIVE_SESSION_STATUSES,
+    OPEN_ORDER_STATUSES,
+    Outcome,
+    PositionStatus,
+    SessionStatus,
+)
 
 EMBEDDING_DIMENSIONS = 16
-ACTIVE_SESSION_STATUSES = ("RUNNING", "PAUSED")
-OPEN_ORDER_STATUSES = ("NEW", "PARTIALLY_FILLED")
-DECISION_OUTCOMES = ("SUCCESS", "FAILURE", "PENDING")
+DECISION_OUTCOMES = tuple(Outcome)
 # The types the built-in agents record; external agents may record others.
 BUILT_IN_DECISION_TYPES = ("signal", "risk_approval")
 
@@ -85,7 +90,7 @@ class TradingSession(TimestampedModel):
     mode = CharField()
     symbol = CharField()
     exchange = CharField()
-    status = CharField(default="RUNNING")
+    status = CharField(default=SessionStatus.RUNNING)
     status_reason = TextField(null=True)
     started_at = DateTimeTZField(default=utcnow)
     stopped_at = DateTimeTZField(null=True)
@@ -126,7 +131,7 @@ class Position(TimestampedModel):
     symbol = CharField()
     exchange = CharField()
     side = CharField()
-    status = CharField(default="OPEN")
+    status = CharField(default=PositionStatus.OPEN)
     entry_price = Money()
     exit_price = Money(null=True)
     quantity = Money()
@@ -148,7 +153,18 @@ class Position(TimestampedModel):
     @classmethod
     def open_for(cls, session_id):
         """The open positions of a session (one per symbol at most)."""
-        return cls.select().where(cls.session == session_id, cls.status == "OPEN")
+        return cls.select().where(cls.session == session_id, cls.status == PositionStatus.OPEN)
+
+    @classmethod
+    def of_sessions(cls, session_ids, status: PositionStatus | None = None):
+        """Positions of several sessions, optionally of one status."""
+        query = cls.select().where(cls.session.in_(list(session_ids)))
+        return query if status is None else query.where(cls.status == status)
+
+    @classmethod
+    def open_anywhere(cls):
+        """Every open position, of every session."""
+        return cls.select().where(cls.status == PositionStatus.OPEN)
 
 
 class Order(TimestampedModel):

@@ -22,6 +22,16 @@ def test_max_drawdown_is_the_deepest_fall_from_a_running_peak():
     assert max_drawdown([]) == 0
 
 
+def test_max_drawdown_matches_a_reference_on_a_random_curve():
+    rng = random.Random(11)
+    curve = [D(10_000)]
+    for _ in range(500):
+        curve.append(curve[-1] * D(repr(round(1 + rng.gauss(0, 0.01), 6))))
+    peaks = list(itertools.accumulate(curve, max))
+    reference = max(float((peak - value) / peak) for peak, value in zip(peaks, curve, strict=True))
+    assert float(max_drawdown(curve)) == pytest.approx(reference, abs=1e-9)
+
+
 def test_max_drawdown_never_exceeds_everything_lost():
     assert max_drawdown([D(100), D(-50)]) == 1  # was 1.5: equity below zero is a total loss
     assert max_drawdown([D(-5), D(-10), D(-2)]) == 1  # was 0 for a curve that never rose above 0
@@ -60,7 +70,7 @@ def test_sharpe_resamples_on_a_regular_grid_and_matches_the_reference():
         equity *= D(repr(round(1 + rng.gauss(0.0002, 0.003), 6)))
         points.append((moment, equity))
     ours = float(sharpe_ratio(points, 10))
-    assert ours == pytest.approx(reference_sharpe(points, 10), abs=1e-6)
+    assert ours == pytest.approx(reference_sharpe(points, 10), abs=1e-9)
     # A burst of fill samples milliseconds apart does not shorten the horizon of the returns
     # (with the median interval it did, and the annualisation exploded).
     burst = [
@@ -68,7 +78,7 @@ def test_sharpe_resamples_on_a_regular_grid_and_matches_the_reference():
         for ms in range(1, 401)
     ]
     with_burst = sorted([*points, *burst])
-    assert float(sharpe_ratio(with_burst, 10)) == pytest.approx(ours, abs=1e-6)
+    assert float(sharpe_ratio(with_burst, 10)) == pytest.approx(ours, abs=1e-9)
 
 
 def test_sharpe_is_zero_without_enough_variation():

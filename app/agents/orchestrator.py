@@ -47,6 +47,7 @@ from app.runtime_config import trading_rules
 from app.trading.orders import OrderRequest, place_order
 from app.trading.rules import Rules
 from app.trading.valuation import equity_of, marks_for, open_positions_elsewhere
+from app.vocabulary import SessionStatus
 
 log = logging.getLogger(__name__)
 VOTES = {"BUY": 1, "SELL": -1, "HOLD": 0}
@@ -495,9 +496,9 @@ def refuse_if_session_changed(approval: Approval, verdict: Verdict, session) -> 
     """
     if not approval.approved or session is None:
         return approval
-    if session.status == "STOPPED":
+    if session.status == SessionStatus.STOPPED:
         why = "not placed: the session was stopped while the model was answering"
-    elif session.status == "PAUSED" and verdict.action == "open":
+    elif session.status == SessionStatus.PAUSED and verdict.action == "open":
         why = (
             f"not placed: the session was paused ({session.status_reason}) while the model "
             "was answering; new entries are refused until it is resumed"

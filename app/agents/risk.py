@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 
 from app.trading.rules import Rules
+from app.vocabulary import SessionStatus
 
 QUANTITY_STEP = Decimal("0.000001")
 # Entries use at most this share of the max_position_size budget, leaving room for fees and
@@ -52,7 +53,7 @@ class RiskAgent:
             )
         if held != 0:
             return Verdict(False, "none", Decimal(0), "Already positioned this way: no pyramiding")
-        if proposal.session_status != "RUNNING":
+        if proposal.session_status != SessionStatus.RUNNING:
             return Verdict(False, "none", Decimal(0), "Session paused: no new entries")
         if proposal.consensus < min_confidence:
             return Verdict(

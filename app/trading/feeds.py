@@ -44,7 +44,7 @@ def followed_symbols(configured: list[str]) -> list[str]:
         TradingSession.status.in_(ACTIVE_SESSION_STATUSES)
     )
     working = Order.select(Order.symbol).where(Order.status.in_(OPEN_ORDER_STATUSES))
-    held = Position.select(Position.symbol).where(Position.status == "OPEN")
+    held = Position.open_anywhere().select(Position.symbol)
     symbols = set(configured)
     for query in (active, working, held):
         symbols |= {row.symbol for row in query.distinct()}

@@ -31,6 +31,14 @@ from app.trading.rules import (
     protective_levels,
 )
 from app.trading.valuation import book_of, prices_of, value_positions
+from app.vocabulary import (
+    OrderStatus,
+    OrderType,
+    PositionSide,
+    PositionStatus,
+    SessionStatus,
+    Side,
+)
 
 ORDER_FIELDS = (
     Order.position, Order.status, Order.executed_quantity, Order.executed_quote_quantity,
@@ -93,10 +101,7 @@ class Ledger:
         for row in rows:
             self.sessions[row.id] = SessionBook(row)
         positions = (
-            Position.select()
-            .where(Position.session.in_(wanted), Position.status == "OPEN")
-            .order_by(Position.id)
-            .for_update()
+            Position.of_sessions(wanted, PositionStatus.OPEN).order_by(Position.id).for_update()
         )
         for position in positions:
             self.sessions[position.session_id].positions[position.symbol] = position
@@ -151,13 +156,13 @@ class Ledger:
             self.touched_orders[order.id] = order
 
     def expire(self, order: Order, reason: str) -> None:
-        order.status = "EXPIRED"
+        order.status = OrderStatus.EXPIRED
         order.expired_at = utcnow()
         order.error_message = reason
         self.touch(order)
 
     def reject(self, order: Order, reason: str) -> None:
-        order.status = "REJECTED"
+        order.status = OrderStatus.REJECTED
         order.error_message = reason
         self.touch(order)
 
@@ -242,10 +247,10 @@ class Ledger:
         if position is not None:
             order.position = position.id
         if order.executed_quantity >= order.quantity:
-            order.status = "FILLED"
+            order.status = OrderStatus.FILLED
             order.filled_at = now
         else:
-            order.status = "PARTIALLY_FILLED"
+            order.status = OrderStatus.PARTIALLY_FILLED
         self.touch(order)
 
         session = book.row
@@ -270,7 +275,7 @@ class Ledger:
         self, position: Position, last: Decimal, *, source: str, reason: str
     ) -> Order:
         """Close a whole position with a MARKET order filled at once."""
-        side = "SELL" if position.side == "LONG" else "BUY"
+        side = Side.SELL if position.side == PositionSide.LONG else Side.BUY
         now = utcnow()
         order = Order(
             session=position.session_id,
@@ -278,8 +283,8 @@ class Ledger:
             symbol=position.symbol,
             exchange=position.exchange,
             side=side,
-            type="MARKET",
-            status="NEW",
+            type=OrderType.MARKET,
+            status=OrderStatus.NEW,
             quantity=position.quantity,
             source=source,
             placed_at=now,
@@ -306,14 +311,14 @@ class Ledger:
         if exposure_increase(before, order.side, quantity) <= 0:
             return  # reducing or closing is always allowed
         session = book.row
-        if session.status == "PAUSED":
+        if session.status == SessionStatus.PAUSED:
             raise Rejected(
                 f"session paused ({session.status_reason}): new entries are refused; "
                 "resume with POST /api/v1/trade/resume"
             )
-        if session.status != "RUNNING":
+        if session.status != SessionStatus.RUNNING:
             raise Rejected(f"session is {session.status}")
-        if order.side == "BUY" and session.cash + effect.cash_delta < 0:
+        if order.side == Side.BUY and session.cash + effect.cash_delta < 0:
             need = -effect.cash_delta
             raise Rejected(
                 f"insufficient cash: the fill needs {need:.8f}, cash is {session.cash:.8f}"
@@ -348,7 +353,7 @@ class Ledger:
         self, book: SessionBook, position: Position, closed: Book, price, now, reason: str
     ) -> None:
         realized_before = position.realized_pnl
-        position.status = "CLOSED"
+        position.status = PositionStatus.CLOSED
         position.quantity = closed.closed_quantity
         position.closed_quantity = closed.closed_quantity
         position.exit_price = money(closed.exit_price)
@@ -368,7 +373,7 @@ class Ledger:
             symbol=order.symbol,
             exchange=order.exchange,
             side=opened.side,
-            status="OPEN",
+            status=PositionStatus.OPEN,
             entry_price=money(opened.entry_price),
             quantity=abs(opened.quantity),
             entry_time=now,

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from app.models import TradingSession
 from app.trading.rules import Rules, money
+from app.vocabulary import SessionStatus
 
 # How a loss-limit pause's status_reason starts; a resume resets the reference it measured from.
 LOSS_LIMIT_BREACHES = ("max_drawdown breached", "max_daily_loss breached")
@@ -43,8 +44,8 @@ def update_loss_limits(
     elif daily_loss >= rules.max_daily_loss:
         limit = rules.max_daily_loss
         breach = f"max_daily_loss breached: {daily_loss:.2%} lost today (limit {limit:.2%})"
-    if breach and session.status == "RUNNING":
-        session.status = "PAUSED"
+    if breach and session.status == SessionStatus.RUNNING:
+        session.status = SessionStatus.PAUSED
         session.status_reason = breach
         return breach
     return None

@@ -30,6 +30,7 @@ from app.trading.rules import (
     protective_exit,
     stop_triggered,
 )
+from app.vocabulary import OrderStatus, OrderType, PositionSide, Side, TimeInForce
 
 log = logging.getLogger(__name__)
 
@@ -183,10 +184,14 @@ def accept_one_by_one(rules: Rules, batch: int) -> int:
             log.exception("order %s could not be processed; rejecting it", order_id)
             reason = f"the engine could not process this order: {type(exc).__name__}: {exc}"
             with db.atomic():
-                Order.update(
-                    status="REJECTED", accepted_at=utcnow(), error_message=reason,
-                    updated_at=utcnow(),
-                ).where(Order.id == order_id, Order.status == "NEW").execute()  # fmt: skip
+                rejected = {
+                    Order.status: OrderStatus.REJECTED,
+                    Order.accepted_at: utcnow(),
+                    Order.error_message: reason,
+                    Order.updated_at: utcnow(),
+                }
+                still_new = (Order.id == order_id) & (Order.status == OrderStatus.NEW)
+                Order.update(rejected).where(still_new).execute()
                 publish_error("Order rejected by the engine", reason, "high", order_id=order_id)
     return len(ids)
 
@@ -211,14 +216,14 @@ def arrive(order: Order, ledger: Ledger, available: Decimal | None) -> Decimal:
             return trigger(order, last.price, available, ledger, liquidity_is_cap=True)
         return Decimal(0)
     if last is None:
-        if order.time_in_force != "GTC":
+        if order.time_in_force != TimeInForce.GTC:
             ledger.expire(order, "no market price yet for an immediate order")
         return Decimal(0)
-    if order.type == "MARKET":
+    if order.type == OrderType.MARKET:
         age = (utcnow() - last.updated_at).total_seconds()
         if age > ledger.rules.max_price_age_seconds:
             # A stale price is no market: GTC waits for the next tick, IOC/FOK give up.
-            if order.time_in_force != "GTC":
+            if order.time_in_force != TimeInForce.GTC:
                 ledger.expire(
                     order,
                     f"the latest price is {age:.0f}s old (max_price_age_seconds "
@@ -230,7 +235,7 @@ def arrive(order: Order, ledger: Ledger, available: Decimal | None) -> Decimal:
     if limit_crossed(order.side, order.price, last.price):
         price = marketable_limit_price(order.side, order.price, last.price, ledger.rules)
         return execute(order, price, available, ledger, liquidity_is_cap=True, market=last.price)
-    if order.time_in_force != "GTC":
+    if order.time_in_force != TimeInForce.GTC:
         ledger.expire(order, f"limit {order.price} not marketable at {last.price}")
     return Decimal(0)
 
@@ -302,8 +307,10 @@ def tick_budget(volume: Decimal | None, rules: Rules) -> Decimal | None:
 def priority(order: Order, price: Decimal) -> tuple:
     """Price-time priority: orders at market first, then limits by how far they cross the
     tick (the best price first), then the oldest."""
-    if order.type in LIMIT_TYPES and (order.type == "LIMIT" or order.triggered_at is not None):
-        better = order.price - price if order.side == "BUY" else price - order.price
+    if order.type in LIMIT_TYPES and (
+        order.type == OrderType.LIMIT or order.triggered_at is not None
+    ):
+        better = order.price - price if order.side == Side.BUY else price - order.price
         return (1, -better, order.placed_at, str(order.id))
     return (0, Decimal(0), order.placed_at, str(order.id))
 
@@ -380,7 +387,7 @@ def trigger(
     if limit_crossed(order.side, order.price, price):
         fill_price = marketable_limit_price(order.side, order.price, price, ledger.rules)
         return execute(order, fill_price, available, ledger, liquidity_is_cap=cap, market=price)
-    if order.time_in_force != "GTC":
+    if order.time_in_force != TimeInForce.GTC:
         ledger.expire(order, f"triggered at {price}; limit {order.price} not marketable")
     return Decimal(0)
 
@@ -397,7 +404,7 @@ def reduce_only(
     allowed (a paused session's flip, a flip past max_position_size). The rest is rejected."""
     position = ledger.session(order.session_id).positions.get(order.symbol)
     reducing = Decimal(0)
-    if position is not None and (position.side == "LONG") != (order.side == "BUY"):
+    if position is not None and (position.side == PositionSide.LONG) != (order.side == Side.BUY):
         reducing = min(quantity, position.quantity)
     if reducing > 0:
         try:
@@ -433,11 +440,11 @@ def execute(
     if rules.participation > 0 and volume is not None:
         cap = volume if liquidity_is_cap else money(volume * rules.participation)
         quantity = min(remaining, cap)
-    if order.time_in_force == "FOK" and quantity < remaining:
+    if order.time_in_force == TimeInForce.FOK and quantity < remaining:
         ledger.expire(order, f"fill-or-kill: only {quantity} of {remaining} available")
         return Decimal(0)
     if quantity <= 0:
-        if order.time_in_force != "GTC":
+        if order.time_in_force != TimeInForce.GTC:
             ledger.expire(order, "no liquidity")
         return Decimal(0)
     try:
@@ -447,7 +454,7 @@ def execute(
     except ArithmeticError as exc:
         ledger.reject(order, f"the exchange cannot process this order: {exc!r}")
         return Decimal(0)
-    if order.time_in_force == "IOC" and order.status == "PARTIALLY_FILLED":
+    if order.time_in_force == TimeInForce.IOC and order.status == OrderStatus.PARTIALLY_FILLED:
         unfilled = order.quantity - order.executed_quantity
         ledger.expire(order, f"immediate-or-cancel: {unfilled} unfilled")
     return quantity

@@ -10,6 +10,7 @@ from peewee import Case
 from app.errors import NotFound
 from app.models import Position
 from app.pagination import Listing, Page
+from app.vocabulary import PositionStatus
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ def list_positions(filters: PositionFilter, page: Page) -> Listing:
 
 def latest_position(symbol: str, session_id: uuid.UUID | None = None) -> Position:
     """The open position for ``symbol`` if there is one, else the most recently opened."""
-    open_first = Case(None, [(Position.status == "OPEN", 0)], 1)
+    open_first = Case(None, [(Position.status == PositionStatus.OPEN, 0)], 1)
     query = (
         Position.select()
         .where(Position.symbol == symbol)

@@ -8,16 +8,22 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 from app.precision import ARITHMETIC_PRECISION
 from app.runtime_config import trading_rules
+from app.vocabulary import (
+    LIMIT_TYPES,
+    MARKET_TRIGGERED_TYPES,
+    PROFIT_TYPES,
+    STOP_TYPES,
+    TRIGGERED_TYPES,
+    PositionSide,
+    Side,
+)
+
+__all__ = ["LIMIT_TYPES", "MARKET_TRIGGERED_TYPES", "PROFIT_TYPES", "TRIGGERED_TYPES"]
 
 MONEY = Decimal("1e-18")
 # The largest order notional (price x quantity) the engine fills, leaving room under the
 # columns' 10^18 for cash, equity and fees.
 MAX_NOTIONAL = Decimal("1e15")
-LIMIT_TYPES = ("LIMIT", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT")
-STOP_TYPES = ("STOP_LOSS", "STOP_LOSS_LIMIT")
-PROFIT_TYPES = ("TAKE_PROFIT", "TAKE_PROFIT_LIMIT")
-TRIGGERED_TYPES = STOP_TYPES + PROFIT_TYPES
-MARKET_TRIGGERED_TYPES = ("STOP_LOSS", "TAKE_PROFIT")
 
 
 MONEY_CONTEXT = decimal.Context(prec=ARITHMETIC_PRECISION, rounding=ROUND_HALF_EVEN)
@@ -76,7 +82,7 @@ class Rejected(Exception):
 
 def market_fill_price(side: str, last: Decimal, rules: Rules) -> Decimal:
     """Last price moved against the taker by the configured slippage."""
-    factor = 1 + rules.slippage if side == "BUY" else 1 - rules.slippage
+    factor = 1 + rules.slippage if side == Side.BUY else 1 - rules.slippage
     return money(last * factor)
 
 
@@ -84,11 +90,11 @@ def marketable_limit_price(side: str, limit: Decimal, last: Decimal, rules: Rule
     """A limit that is marketable when it starts working takes the market, never worse than
     its limit (resting limits that a later tick crosses fill at the limit itself)."""
     slipped = market_fill_price(side, last, rules)
-    return min(limit, slipped) if side == "BUY" else max(limit, slipped)
+    return min(limit, slipped) if side == Side.BUY else max(limit, slipped)
 
 
 def limit_crossed(side: str, limit: Decimal, price: Decimal) -> bool:
-    return price <= limit if side == "BUY" else price >= limit
+    return price <= limit if side == Side.BUY else price >= limit
 
 
 def stop_triggered(order_type: str, side: str, stop_price: Decimal, price: Decimal) -> bool:
@@ -96,8 +102,8 @@ def stop_triggered(order_type: str, side: str, stop_price: Decimal, price: Decim
     rising = price >= stop_price
     falling = price <= stop_price
     if order_type in STOP_TYPES:
-        return rising if side == "BUY" else falling
-    return falling if side == "BUY" else rising
+        return rising if side == Side.BUY else falling
+    return falling if side == Side.BUY else rising
 
 
 def protective_levels(side: str, entry: Decimal, rules: Rules) -> tuple[Decimal, Decimal | None]:
@@ -106,7 +112,7 @@ def protective_levels(side: str, entry: Decimal, rules: Rules) -> tuple[Decimal,
     A short's take-profit at a fraction of 100 % or more would be a price of zero or less: it can
     never be reached, so the position simply has none.
     """
-    if side == "LONG":
+    if side == PositionSide.LONG:
         return money(entry * (1 - rules.default_stop_loss)), money(
             entry * (1 + rules.default_take_profit)
         )
@@ -118,7 +124,7 @@ def protective_levels(side: str, entry: Decimal, rules: Rules) -> tuple[Decimal,
 
 def protective_exit(side: str, stop_loss, take_profit, price: Decimal) -> str | None:
     """ "stop_loss" or "take_profit" when ``price`` crossed that level of a position, else None."""
-    if side == "LONG":
+    if side == PositionSide.LONG:
         if stop_loss is not None and price <= stop_loss:
             return "stop_loss"
         if take_profit is not None and price >= take_profit:

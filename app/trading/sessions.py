@@ -28,6 +28,7 @@ from app.trading.limits import LOSS_LIMIT_BREACHES
 from app.trading.marking import close_session_positions, record_equity
 from app.trading.stats import max_drawdown, sharpe_ratio
 from app.trading.valuation import equity_of, marks_for
+from app.vocabulary import OrderStatus, PositionStatus, SessionStatus
 
 PAPER_EXCHANGE = "PAPER"
 
@@ -105,7 +106,7 @@ def start_session(
                 symbol=symbol,
                 exchange=PAPER_EXCHANGE,
                 initial_capital=initial_capital,
-                status="RUNNING",
+                status=SessionStatus.RUNNING,
             )
     except IntegrityError:
         # Lost a race with a concurrent start: the partial unique index said no.
@@ -145,7 +146,7 @@ def _transition(
 
 def pause_session(session_id: uuid.UUID, reason: str = "paused by user") -> TradingSession:
     """RUNNING → PAUSED: no new entries until resumed; orders and positions are kept."""
-    return _transition(session_id, "RUNNING", "PAUSED", "paused", reason)
+    return _transition(session_id, SessionStatus.RUNNING, SessionStatus.PAUSED, "paused", reason)
 
 
 def resume_session(session_id: uuid.UUID) -> TradingSession:
@@ -157,7 +158,12 @@ def resume_session(session_id: uuid.UUID) -> TradingSession:
     A user's own pause resets nothing.
     """
     return _transition(
-        session_id, "PAUSED", "RUNNING", "resumed", None, on_change=reset_breached_reference
+        session_id,
+        SessionStatus.PAUSED,
+        SessionStatus.RUNNING,
+        "resumed",
+        None,
+        on_change=reset_breached_reference,
     )
 
 
@@ -227,7 +233,7 @@ def stop_session(session_id: uuid.UUID, final_capital: Decimal | None = None) ->
             )
         now = utcnow()
         for order in working:
-            order.status = "CANCELED"
+            order.status = OrderStatus.CANCELED
             order.canceled_at = now
             order.save()
         close_session_positions(session)
@@ -244,7 +250,7 @@ def stop_session(session_id: uuid.UUID, final_capital: Decimal | None = None) ->
                 fn.COUNT(Position.id).filter(Position.realized_pnl > 0),
                 fn.COUNT(Position.id).filter(Position.realized_pnl < 0),
             )
-            .where(Position.session == session.id, Position.status == "CLOSED")
+            .where(Position.session == session.id, Position.status == PositionStatus.CLOSED)
             .scalar(as_tuple=True)
         )
         points = equity_curve_points(session.id)
@@ -258,7 +264,7 @@ def stop_session(session_id: uuid.UUID, final_capital: Decimal | None = None) ->
         session.max_drawdown = max_drawdown([value for _, value in points])
         step = float(trading_rules()["exchange"]["equity_sample_seconds"])
         session.sharpe_ratio = sharpe_ratio(points, step)
-        session.status = "STOPPED"
+        session.status = SessionStatus.STOPPED
         session.status_reason = "stopped by user"
         session.stopped_at = now
         session.save()
@@ -296,9 +302,7 @@ def session_figures(session_id: uuid.UUID) -> SessionFigures:
         .where(Position.session == session.id)
         .scalar()
     )
-    open_positions = (
-        Position.select().where(Position.session == session.id, Position.status == "OPEN").count()
-    )
+    open_positions = Position.open_for(session.id).count()
     return SessionFigures(session, equity, Decimal(realized), unrealized, open_positions)
 
 

@@ -70,4 +70,4 @@ def sharpe_ratio(points: list[tuple[datetime, Decimal]], step_seconds: float) ->
     if spread == 0:
         return Decimal(0)
     annualised = statistics.fmean(returns) / spread * math.sqrt(SECONDS_PER_YEAR / step_seconds)
-    return Decimal(repr(round(annualised, 6)))
+    return Decimal(repr(annualised))

@@ -11,13 +11,14 @@ from peewee import fn
 from app.models import MarketPrice, Position, TradingSession
 from app.trading.portfolio import Book
 from app.trading.rules import money
+from app.vocabulary import PositionSide
 
 
 def book_of(position: Position | None) -> Book:
     """A position row as the signed numbers the portfolio arithmetic works on."""
     if position is None:
         return Book()
-    direction = Decimal(1) if position.side == "LONG" else Decimal(-1)
+    direction = Decimal(1) if position.side == PositionSide.LONG else Decimal(-1)
     return Book(
         quantity=position.quantity * direction,
         entry_price=position.entry_price,
@@ -42,9 +43,7 @@ def prices_of(symbols: Iterable[str]) -> dict[str, MarketPrice]:
 
 def marks_for(session: TradingSession) -> dict[str, Decimal]:
     """Latest price of every symbol the session holds."""
-    symbols = Position.select(Position.symbol).where(
-        Position.session == session.id, Position.status == "OPEN"
-    )
+    symbols = Position.open_for(session.id).select(Position.symbol)
     return {
         row.symbol: row.price for row in MarketPrice.select().where(MarketPrice.symbol.in_(symbols))
     }
