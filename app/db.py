@@ -136,7 +136,9 @@ RETRYABLE_SQLSTATES = ("40P01", "40001")
 
 
 def _sqlstate(error: BaseException) -> str | None:
-    for candidate in (error, *error.args[:1], error.__cause__, error.__context__):
+    # peewee keeps the driver's exception as ``orig``; psycopg2's carries the SQLSTATE.
+    candidates = (error, getattr(error, "orig", None), error.__cause__, error.__context__)
+    for candidate in candidates:
         code = getattr(candidate, "pgcode", None)
         if code:
             return code

@@ -338,3 +338,47 @@ def test_liquidity_and_price_age_are_patchable(client):
     assert (rules.participation, rules.max_price_age_seconds) == (D("0.25"), 30)
     bad = client.patch("/api/v1/config", json={"liquidity_participation": 2})
     assert (bad.status_code, bad.json["field"]) == (400, "liquidity_participation")
+
+
+def test_a_session_that_cannot_be_marked_does_not_stop_the_others(client, monkeypatch):
+    from app.trading import marking
+
+    broken, healthy = Desk(client, symbol="BRK/USDT"), Desk(client, symbol="OK/USDT")
+    for desk in (broken, healthy):
+        desk.tick(100)
+        desk.order("BUY", 1)
+        desk.tick(110)
+    original = marking.equity_of
+
+    def failing(session, marks):
+        if str(session.id) == broken.session_id:
+            raise ArithmeticError("a figure no column can hold")
+        return original(session, marks)
+
+    monkeypatch.setattr(marking, "equity_of", failing)
+    marking.mark_to_market(RULES, sample=False)
+    marking.mark_to_market(RULES, sample=False)
+    assert healthy.position().mark_price == 110
+    reports = SystemEvent.select().where(SystemEvent.data["error"] == "Session could not be marked")
+    assert reports.count() == 1  # reported once, not every cycle
+
+
+def test_a_deadlocked_request_is_run_again_not_answered_503(app):
+    import peewee
+
+    from app.api.hooks import retry_transient_failures
+
+    class Deadlock(Exception):
+        pgcode = "40P01"
+
+    attempts = []
+
+    def view():
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise peewee.OperationalError(Deadlock("deadlock detected"))
+        return "done"
+
+    with app.test_request_context("/api/v1/trade/stop", method="POST"):
+        assert retry_transient_failures(view)() == "done"
+    assert len(attempts) == 3

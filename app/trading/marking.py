@@ -3,12 +3,13 @@ closing of a stopping session's positions."""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from decimal import Decimal
 
 from peewee import fn
 
-from app.db import db
+from app.db import CONNECTION_ERRORS, db
 from app.events import publish_error
 from app.models import (
     ACTIVE_SESSION_STATUSES,
@@ -21,6 +22,10 @@ from app.trading.ledger import Ledger
 from app.trading.limits import breach_event, update_loss_limits
 from app.trading.rules import Rules, money
 from app.trading.valuation import book_of, equity_of, market_time, marks_for
+
+log = logging.getLogger(__name__)
+# Sessions whose marking failed and was reported: reported once, not every second.
+_reported_failures: set = set()
 
 
 def record_equity(
@@ -53,29 +58,51 @@ def mark_to_market(rules: Rules, sample: bool) -> int:
         TradingSession.status.in_(ACTIVE_SESSION_STATUSES)
     )
     for (session_id,) in sessions.tuples():
-        with db.atomic():
-            session = (
-                TradingSession.select().where(TradingSession.id == session_id).for_update().first()
-            )
-            if session is None or session.status not in ACTIVE_SESSION_STATUSES:
+        try:
+            marked += mark_session(session_id, rules, sample, now)
+        except CONNECTION_ERRORS:
+            raise
+        except Exception as exc:
+            # One session whose figures cannot be stored must not stop the marking of others.
+            log.exception("marking session %s failed", session_id)
+            if session_id not in _reported_failures:
+                _reported_failures.add(session_id)
+                publish_error(
+                    "Session could not be marked",
+                    f"{type(exc).__name__}: {exc}",
+                    "high",
+                    session_id=str(session_id),
+                )
+    return marked
+
+
+def mark_session(session_id, rules: Rules, sample: bool, now: datetime) -> int:
+    """Mark one session's open positions, enforce its loss limits, maybe sample its equity."""
+    marked = 0
+    with db.atomic():
+        session = (
+            TradingSession.select().where(TradingSession.id == session_id).for_update().first()
+        )
+        if session is None or session.status not in ACTIVE_SESSION_STATUSES:
+            return 0
+        marks = marks_for(session)
+        for position in Position.open_for(session.id).for_update():
+            mark = marks.get(position.symbol)
+            if mark is None or mark == position.mark_price:
                 continue
-            marks = marks_for(session)
-            for position in Position.open_for(session.id).for_update():
-                mark = marks.get(position.symbol)
-                if mark is None or mark == position.mark_price:
-                    continue
-                position.mark_price = mark
-                position.unrealized_pnl = money(book_of(position).unrealized(mark))
-                position.save()
-                marked += 1
-            equity, _, _ = equity_of(session, marks)
-            breach = update_loss_limits(session, equity, rules, now.date())
-            session.save()
-            if breach:
-                error, details, severity, metadata = breach_event(session, breach)
-                publish_error(error, details, severity, **metadata)
-            if sample:
-                record_equity(session, marks, now)
+            position.mark_price = mark
+            position.unrealized_pnl = money(book_of(position).unrealized(mark))
+            position.save()
+            marked += 1
+        equity, _, _ = equity_of(session, marks)
+        breach = update_loss_limits(session, equity, rules, now.date())
+        session.save()
+        if breach:
+            error, details, severity, metadata = breach_event(session, breach)
+            publish_error(error, details, severity, **metadata)
+        if sample:
+            record_equity(session, marks, now)
+    _reported_failures.discard(session_id)
     return marked
 
 
