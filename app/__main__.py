@@ -56,32 +56,29 @@ def cmd_web(settings: Settings) -> int:
             embedded.stop()
 
 
-def cmd_worker(settings: Settings) -> int:
-    from app.engine import Engine
-
+def _run_process(settings: Settings, build) -> int:
+    """Prepare the database, then run ``build(settings).run_forever()`` until it stops."""
     settings, embedded = _prepare(settings)
     try:
-        Engine(settings).run_forever()
+        build(settings).run_forever()
     except KeyboardInterrupt:
         pass
     finally:
         if embedded:
             embedded.stop()
     return 0
+
+
+def cmd_worker(settings: Settings) -> int:
+    from app.engine import Engine
+
+    return _run_process(settings, Engine)
 
 
 def cmd_agents(settings: Settings) -> int:
     from app.agents.runner import AgentsProcess
 
-    settings, embedded = _prepare(settings)
-    try:
-        AgentsProcess(settings).run_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if embedded:
-            embedded.stop()
-    return 0
+    return _run_process(settings, AgentsProcess)
 
 
 def cmd_run(settings: Settings) -> int:

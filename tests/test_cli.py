@@ -32,6 +32,21 @@ def wait_for(url: str, deadline: float) -> requests.Response:
     raise AssertionError(f"{url} did not answer in time")
 
 
+def place_and_wait_for_fill(base: str, side: str) -> dict:
+    """A small SOL/USDT MARKET order over HTTP, asserted FILLED within 15 s."""
+    placed = requests.post(
+        f"{base}/api/v1/orders",
+        json={"symbol": "SOL/USDT", "side": side, "type": "MARKET", "quantity": 0.01},
+    ).json()["order"]
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        order = requests.get(f"{base}/api/v1/orders/{placed['id']}").json()["order"]
+        if order["status"] == "FILLED":
+            return placed
+        time.sleep(0.2)
+    raise AssertionError(f"order not filled: {order['status']} {order['error_message']}")
+
+
 def read_until(process, marker: str, deadline: float) -> str:
     """What the process printed up to and including the first line containing ``marker``."""
     lines = []
@@ -97,17 +112,7 @@ def test_run_serves_the_api_with_live_prices_and_stops_on_ctrl_c(run_process):
     # The simulated feed follows configured symbols and those of active sessions.
     assert {"BTC/USDT", "ETH/USDT", "SOL/USDT"} <= symbols
     # Small enough to fit under max_position_size even on top of the agents' own position.
-    placed = requests.post(
-        f"{base}/api/v1/orders",
-        json={"symbol": "SOL/USDT", "side": "BUY", "type": "MARKET", "quantity": 0.01},
-    ).json()["order"]
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        order = requests.get(f"{base}/api/v1/orders/{placed['id']}").json()["order"]
-        if order["status"] == "FILLED":
-            break
-        time.sleep(0.2)
-    assert order["status"] == "FILLED", order["error_message"]
+    placed = place_and_wait_for_fill(base, "BUY")
     fills = requests.get(f"{base}/api/v1/trades?order_id={placed['id']}").json()["trades"]
     assert [fill["quantity"] for fill in fills] == [0.01]
     position = requests.get(f"{base}/api/v1/positions/SOL-USDT").json()["position"]
@@ -129,17 +134,7 @@ def test_run_serves_the_api_with_live_prices_and_stops_on_ctrl_c(run_process):
     assert engine["last_restart_at"] is not None
     assert status["engine"]["state"] == "active"
     assert requests.get(f"{base}/health").status_code == 200
-    placed = requests.post(
-        f"{base}/api/v1/orders",
-        json={"symbol": "SOL/USDT", "side": "SELL", "type": "MARKET", "quantity": 0.01},
-    ).json()["order"]
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        order = requests.get(f"{base}/api/v1/orders/{placed['id']}").json()["order"]
-        if order["status"] == "FILLED":
-            break
-        time.sleep(0.2)
-    assert order["status"] == "FILLED", order["error_message"]
+    place_and_wait_for_fill(base, "SELL")
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=30)
     assert process.returncode == 0, output

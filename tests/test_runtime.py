@@ -28,22 +28,13 @@ from app.trading.orders import OrderRequest, place_order
 from app.trading.sessions import pause_session, resume_session, start_session
 from tests.fake_llm import FakeLLM
 from tests.live import WebServer, live_client, start_worker, wait_until
+from tests.test_engine import place_market_orders
 from tests.test_orchestrator import CANDLE, uptrend, write_candles
 
 
 def leader_pid() -> int | None:
     row = db.execute_sql("SELECT holder FROM engine_leader").fetchone()
     return int(row[0].rsplit(":", 1)[1]) if row else None
-
-
-def place_market_orders(session, count: int) -> None:
-    for _ in range(count):
-        place_order(
-            OrderRequest(
-                symbol=session.symbol, side="BUY", type="MARKET", quantity=D("0.01"),
-                session_id=session.id,
-            )
-        )  # fmt: skip
 
 
 def filled() -> int:
