@@ -9,6 +9,7 @@ from flask import current_app
 from flask_smorest import Api, Blueprint
 from webargs import core
 from webargs.flaskparser import FlaskParser
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.errors import InvalidInput
 from app.schemas.common import ErrorSchema
@@ -47,6 +48,40 @@ def _first_error(messages, prefix: str = "") -> tuple[str | None, str]:
     return (prefix or None), str(messages)
 
 
+def refuse_truncated_chunked_body(req, raw: bytes) -> None:
+    """A chunked body (no Content-Length) is read only up to MAX_CONTENT_LENGTH; if more was
+    sent, refuse it (413) instead of acting on a silently cut body."""
+    limit = req.max_content_length
+    at_limit = req.content_length is None and limit is not None and len(raw) >= limit
+    if at_limit and req.environ["wsgi.input"].read(1):
+        raise RequestEntityTooLarge()
+
+
+def refuse_unstorable_text(value, path: str = "") -> None:
+    """Text PostgreSQL cannot store (a NUL character, a lone UTF-16 surrogate) is a 400 naming
+    the field, before anything is written."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidInput(
+                "invalid request body", details="text must not contain NUL characters",
+                field=path or None,
+            )  # fmt: skip
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidInput(
+                "invalid request body", details="text must be valid Unicode (a lone surrogate "
+                "is not)", field=path or None,
+            ) from None  # fmt: skip
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            refuse_unstorable_text(key, path)
+            refuse_unstorable_text(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            refuse_unstorable_text(item, f"{path}.{index}" if path else str(index))
+
+
 def _reject_constant(name: str):
     raise InvalidInput(
         "malformed JSON",
@@ -68,10 +103,20 @@ class ApiParser(FlaskParser):
         if not core.is_json(req.mimetype):
             return core.missing
         raw = req.get_data(cache=True)
+        refuse_truncated_chunked_body(req, raw)
         if not raw.strip():
             return core.missing
-        # parse_float=Decimal keeps 0.1 as exactly 0.1 on its way to a NUMERIC column.
-        return json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
+        try:
+            # parse_float=Decimal keeps 0.1 as exactly 0.1 on its way to a NUMERIC column.
+            body = json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
+        except RecursionError:
+            raise InvalidInput("malformed JSON", details="the body is nested too deeply") from None
+        except json.JSONDecodeError:
+            raise
+        except ValueError as exc:  # e.g. an integer literal of more than 4,300 digits
+            raise InvalidInput("malformed JSON", details=str(exc)) from None
+        refuse_unstorable_text(body)
+        return body
 
     def _handle_invalid_json_error(self, error, req, *args, **kwargs):
         raise InvalidInput("malformed JSON", details=str(error))

@@ -20,6 +20,17 @@ BODY_METHODS = ("POST", "PUT", "PATCH")
 
 def _require_json_body():
     g.started = time.perf_counter()
+    for name, value in request.args.items(multi=True):
+        if "\x00" in name or "\x00" in value:
+            response = jsonify(
+                {
+                    "error": "invalid query parameter",
+                    "details": "query parameters must not contain NUL characters",
+                    "field": name.replace("\x00", ""),
+                }
+            )
+            response.status_code = 400
+            return response
     if request.method not in BODY_METHODS:
         return None
     has_body = (request.content_length or 0) > 0 or request.headers.get("Transfer-Encoding")
