@@ -158,3 +158,24 @@ def test_unexpected_exception_is_json_500_without_traceback(settings):
     assert response.status_code == 500
     assert response.json == {"error": "internal server error"}
     assert "secret" not in response.get_data(as_text=True)
+
+
+def test_responses_carry_security_headers(client):
+    response = client.get("/api/v1/health")
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    docs = client.get("/api/docs")
+    assert "frame-ancestors 'none'" in docs.headers["Content-Security-Policy"]
+
+
+def test_database_refusals_do_not_echo_postgres_text(client):
+    from app.api.errors import render_data_error
+
+    with client.application.test_request_context("/"):
+        import peewee
+
+        response = render_data_error(
+            peewee.IntegrityError('duplicate key value violates unique constraint "secret_idx"')
+        )
+    assert response.status_code == 409
+    assert "secret_idx" not in response.get_data(as_text=True)

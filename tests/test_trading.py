@@ -51,7 +51,6 @@ def test_start_after_stop_is_allowed(client):
     [
         ({"initial_capital": 0}, "initial_capital"),
         ({"initial_capital": -5}, "initial_capital"),
-        ({"initial_capital": None}, "initial_capital"),
         ({"mode": "DEMO"}, "mode"),
         ({"symbol": "nonsense"}, "symbol"),
     ],
@@ -72,6 +71,7 @@ def test_live_mode_without_credentials_is_refused_not_downgraded(client):
 
 def test_live_mode_with_credentials_is_still_refused_without_a_connector(settings):
     app = create_app(replace(settings, exchange_api_key="k", exchange_api_secret="s"))
+    app.test_client().patch("/api/v1/config", json={"trading_mode": "live"})
     response = start(app.test_client(), mode="LIVE")
     assert response.status_code == 400
     assert response.json["error"] == "LIVE trading is not available in this deployment"
@@ -174,3 +174,25 @@ def test_sessions_list_and_detail(client):
     }  # fmt: skip
     assert client.get(f"/api/v1/sessions/{uuid.uuid4()}").status_code == 404
     assert client.get("/api/v1/sessions/xyz").json["error"] == "invalid session_id format"
+
+
+def test_start_without_initial_capital_takes_the_configured_one(client):
+    client.patch("/api/v1/config", json={"initial_capital": 2500})
+    response = client.post("/api/v1/trade/start", json={"symbol": "BTC/USDT"})
+    assert response.status_code == 201
+    session = TradingSession.get_by_id(response.json["session_id"])
+    assert session.initial_capital == 2500
+    assert session.cash == 2500
+
+
+def test_live_is_switched_off_while_trading_mode_is_paper(settings):
+    from dataclasses import replace
+
+    from app import create_app
+
+    configured = replace(settings, exchange_api_key="k", exchange_api_secret="s")
+    client = create_app(configured).test_client()
+    response = client.post("/api/v1/trade/start", json={"symbol": "BTC/USDT", "mode": "LIVE"})
+    assert response.status_code == 400
+    assert response.json["error"] == "LIVE trading is switched off"
+    assert response.json["field"] == "mode"

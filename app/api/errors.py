@@ -103,13 +103,20 @@ def render_pool_exhausted(error: PoolExhausted):
 
 
 def render_data_error(error: peewee.DatabaseError):
+    # PostgreSQL's own text names tables, constraints and values: it stays in the log.
     log.warning("database rejected a write: %s", error)
     if isinstance(error, peewee.IntegrityError):
         return render_domain_error(
-            Conflict("request conflicts with stored data", details=str(error).splitlines()[0])
+            Conflict(
+                "request conflicts with stored data",
+                details="a uniqueness or reference rule of the stored data refused this write",
+            )
         )
     return render_domain_error(
-        InvalidInput("invalid value for the database", details=str(error).splitlines()[0])
+        InvalidInput(
+            "invalid value for the database",
+            details="a value is out of the range or form the database stores",
+        )
     )
 
 

@@ -78,7 +78,11 @@ class SessionListArgs(PageArgs):
 
 class StartTradingArgs(Schema):
     symbol = Symbol(required=True)
-    initial_capital = Amount(required=True, positive=True)
+    initial_capital = Amount(
+        positive=True,
+        load_default=None,
+        metadata={"description": "omitted: the configured initial_capital (PATCH /config)"},
+    )
     mode = Choice(MODES, load_default="PAPER")
 
 

@@ -81,13 +81,27 @@ def find_active_session(symbol: str, mode: str | None = None) -> TradingSession 
 
 
 def start_session(
-    symbol: str, initial_capital: Decimal, mode: str, *, live_credentials: bool
+    symbol: str, initial_capital: Decimal | None, mode: str, *, live_credentials: bool
 ) -> TradingSession:
-    """Open a RUNNING session; 409 if one is already active for the symbol and mode."""
+    """Open a RUNNING session; 409 if one is already active for the symbol and mode.
+
+    ``initial_capital`` None: the configured ``trading.initial_capital``. LIVE needs the
+    configured ``trading_mode`` to be ``live`` (setting it back to ``paper`` is the kill switch).
+    """
+    trading = trading_rules()["trading"]
+    if initial_capital is None:
+        initial_capital = Decimal(str(trading["initial_capital"]))
     if mode == "LIVE" and not live_credentials:
         raise InvalidInput(
             "LIVE trading requires exchange credentials",
             details="set EXCHANGE_API_KEY and EXCHANGE_API_SECRET, or start a PAPER session",
+            field="mode",
+        )
+    if mode == "LIVE" and trading["mode"] != "live":
+        raise InvalidInput(
+            "LIVE trading is switched off",
+            details="the configured trading_mode is paper; set it to live with "
+            "PATCH /api/v1/config before a LIVE session can start",
             field="mode",
         )
     if mode == "LIVE":
