@@ -41,6 +41,7 @@ patch_psycopg()
 from app.db import db  # noqa: E402
 from app.models import ALL_TABLES, Order, utcnow  # noqa: E402
 from app.runtime_config import update_config  # noqa: E402
+from app.trading import intake as order_intake  # noqa: E402
 from app.trading import matching  # noqa: E402
 from app.trading.market import record_tick  # noqa: E402
 from app.trading.rules import Rules  # noqa: E402
@@ -91,7 +92,7 @@ def intake(orders: int, sessions: int) -> dict:
         for start in range(0, orders, 5000):
             Order.insert_many(rows[start : start + 5000]).execute()
     batch_seconds: list[float] = []
-    original = matching.accept_batch
+    original = order_intake.accept_batch
 
     def timed_batch(batch, batch_rules):
         started = time.perf_counter()
@@ -100,13 +101,13 @@ def intake(orders: int, sessions: int) -> dict:
         finally:
             batch_seconds.append(time.perf_counter() - started)
 
-    matching.accept_batch = timed_batch
+    order_intake.accept_batch = timed_batch
     started = time.perf_counter()
     try:
         while matching.process_pending(rules):
             pass
     finally:
-        matching.accept_batch = original
+        order_intake.accept_batch = original
     elapsed = time.perf_counter() - started
     left = Order.select().where(Order.accepted_at.is_null()).count()
     statuses = {
@@ -121,7 +122,7 @@ def intake(orders: int, sessions: int) -> dict:
         "sessions": sessions,
         "seconds": round(elapsed, 3),
         "orders_per_second": round(orders / elapsed, 1),
-        "batch_size": matching.INTAKE_BATCH,
+        "batch_size": order_intake.INTAKE_BATCH,
         "batch_ms_p50": round(percentile(batch_seconds, 0.5) * 1000, 1),
         "batch_ms_max": round(max(batch_seconds) * 1000, 1),
         "unprocessed": left,

@@ -14,15 +14,13 @@ import pytest
 from peewee import IntegrityError
 
 from app.agents import strategies
+from app.agents.consensus import weighted_vote
 from app.agents.decisions import NewDecision, record_decision
 from app.agents.llm import Answer, OpenAIGateway
-from app.agents.orchestrator import (
-    AgentConfig,
-    Orchestrator,
-    mark_silent_agents_inactive,
-    weighted_vote,
-)
+from app.agents.orchestrator import Orchestrator
 from app.agents.outcomes import resolve_outcomes
+from app.agents.proposal import AgentConfig
+from app.agents.registry import mark_silent_agents_inactive
 from app.db import connect_kwargs
 from app.models import (
     Agent,

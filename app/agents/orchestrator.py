@@ -16,20 +16,24 @@ processes share it. Each claimed candle goes through small steps, on a thread of
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from peewee import fn
 
+from app.agents.approval import (
+    Approval,
+    ask_for_approval,
+    refuse_if_session_changed,
+)
 from app.agents.claims import Claim, claim_candles, complete, still_held
+from app.agents.consensus import VOTES, Vote, weighted_vote
 from app.agents.decisions import NewDecision, record_decision
-from app.agents.llm import LOCAL_MODEL, Answer, LlmFailure, LocalReasoner
+from app.agents.llm import LOCAL_MODEL, LocalReasoner
 from app.agents.market_view import (
     Indicators,
     bucket_start,
@@ -37,85 +41,16 @@ from app.agents.market_view import (
     compute_indicators,
     context_embedding,
 )
+from app.agents.proposal import RISK_AGENT, AgentConfig, CandleProposal, assess_risk
 from app.agents.registry import Heartbeat, record_heartbeat
-from app.agents.risk import Proposal, RiskAgent, Verdict
 from app.agents.strategies import STRATEGY_AGENTS
 from app.db import db
 from app.events import publish_error
-from app.models import Agent, Decision, Position, TradingSession, format_timestamp, utcnow
+from app.models import Decision, TradingSession, format_timestamp
 from app.runtime_config import trading_rules
 from app.trading.orders import OrderRequest, place_order
-from app.trading.rules import Rules
-from app.trading.valuation import equity_of, marks_for, open_positions_elsewhere
-from app.vocabulary import SessionStatus
 
 log = logging.getLogger(__name__)
-VOTES = {"BUY": 1, "SELL": -1, "HOLD": 0}
-RISK_AGENT = RiskAgent()
-
-
-@dataclass(frozen=True)
-class AgentConfig:
-    candle_seconds: int
-    lookback: int
-    horizon_candles: int
-    heartbeat_seconds: int
-    weights: dict[str, float]
-
-    @classmethod
-    def current(cls, config: dict) -> AgentConfig:
-        agents = config["agents"]
-        return cls(
-            candle_seconds=int(agents["candle_seconds"]),
-            lookback=int(agents["lookback_candles"]),
-            horizon_candles=int(agents["outcome_horizon_candles"]),
-            heartbeat_seconds=int(agents["heartbeat_seconds"]),
-            weights={name: float(weight) for name, weight in agents["weights"].items()},
-        )
-
-    @property
-    def horizon(self) -> timedelta:
-        return timedelta(seconds=self.candle_seconds * self.horizon_candles)
-
-
-@dataclass(frozen=True)
-class Vote:
-    """One strategy agent's signal on a candle."""
-
-    agent_name: str
-    decision: str
-    confidence: float
-    reasoning: str
-
-
-@dataclass
-class CandleProposal:
-    """Everything step 1 read and decided for one claimed candle."""
-
-    claim: Claim
-    symbol: str
-    price: Decimal
-    context: dict
-    embedding: list[float]
-    resolve_after: datetime
-    votes: list[Vote] = field(default_factory=list)
-    side: str | None = None  # None: the consensus is flat, nothing to approve
-    consensus: Decimal = Decimal(0)
-    verdict: Verdict | None = None
-    facts: dict = field(default_factory=dict)
-    approval_context: dict = field(default_factory=dict)
-    prompt: str | None = None  # set when the LLM must approve
-
-
-@dataclass(frozen=True)
-class Approval:
-    """Step 2's answer: approved or not, why, and the model's figures for the record."""
-
-    approved: bool
-    confidence: Decimal
-    reasoning: str
-    outcome: str = "PENDING"
-    record: dict = field(default_factory=lambda: {"model": LOCAL_MODEL})
 
 
 class Orchestrator:
@@ -265,7 +200,7 @@ class Orchestrator:
         )
         if direction != 0:
             proposal.side = "BUY" if direction > 0 else "SELL"
-            self._assess_risk(proposal, session, indicators, config)
+            assess_risk(proposal, session, indicators, config)
         return proposal
 
     def _collect_votes(self, session, indicators: Indicators, cfg: AgentConfig) -> list[Vote]:
@@ -292,100 +227,10 @@ class Orchestrator:
             self.heartbeat(cfg, force=True)
         return votes
 
-    def _assess_risk(
-        self, proposal: CandleProposal, session, indicators: Indicators, config: dict
-    ) -> None:
-        rules = Rules.from_config(config)
-        side = proposal.side
-        equity, _, _ = equity_of(session, marks_for(session))
-        held = open_quantity(session.id, session.symbol)
-        drawdown = (
-            (session.peak_equity - equity) / session.peak_equity if session.peak_equity > 0 else 0
-        )
-        min_confidence = Decimal(str(config["risk"]["min_confidence"]))
-        verdict = RISK_AGENT.evaluate(
-            Proposal(
-                session_status=session.status,
-                side=side,
-                consensus=proposal.consensus,
-                price=proposal.price,
-                equity=equity,
-                drawdown=Decimal(drawdown),
-                position_quantity=held,
-                open_positions=open_positions_elsewhere(session.id, session.symbol),
-            ),
-            rules,
-            min_confidence,
-        )
-        proposal.verdict = verdict
-        proposal.facts = {
-            "side": side,
-            "consensus": float(proposal.consensus),
-            "min_confidence": float(min_confidence),
-            "rsi": indicators.rsi,
-            "drawdown": float(drawdown),
-            "max_drawdown": float(rules.max_drawdown),
-        }
-        proposal.approval_context = {
-            **proposal.context,
-            "proposal": {
-                "side": side,
-                "action": verdict.action,
-                "quantity": str(verdict.quantity),
-                "consensus": float(proposal.consensus),
-                "equity": float(equity),
-                "position": str(held),
-            },
-        }
-        if (
-            verdict.approved
-            and verdict.action == "open"
-            and config["risk"]["llm_approval_required"]
-        ):
-            proposal.prompt = approval_prompt(
-                session.symbol, side, verdict, proposal.facts, proposal.approval_context
-            )
-
     # -- step 2: approve -------------------------------------------------------------------
     def approve(self, proposal: CandleProposal, config: dict) -> Approval:
-        """The LLM's (or local reasoner's) verdict on an approved entry; else the risk agent's.
-
-        Runs with no transaction and no lock: a model may take seconds.
-        """
-        verdict = proposal.verdict
-        if proposal.prompt is None:
-            return Approval(verdict.approved, proposal.consensus, verdict.reasoning)
-        try:
-            answer: Answer = self.gateway.approve(
-                proposal.prompt, config["llm"], config.get("llm_prices", {}), facts=proposal.facts
-            )
-        except LlmFailure as failure:
-            return Approval(
-                approved=False,
-                confidence=proposal.consensus,
-                reasoning=f"Risk checks passed, but no valid LLM answer: {failure}",
-                outcome="FAILURE",
-                record={
-                    "model": failure.model,
-                    "prompt": failure.prompt,
-                    "response": failure.response or None,
-                    "latency_ms": failure.latency_ms,
-                },
-            )
-        return Approval(
-            approved=answer.decision == "APPROVE",
-            confidence=answer.confidence,
-            reasoning=f"Risk checks: {verdict.reasoning}\nLLM ({answer.model}): {answer.reasoning}",
-            record={
-                "model": answer.model,
-                "prompt": answer.prompt,
-                "response": answer.response,
-                "prompt_tokens": answer.prompt_tokens,
-                "completion_tokens": answer.completion_tokens,
-                "latency_ms": answer.latency_ms,
-                "cost": answer.cost,
-            },
-        )
+        """Step 2, with no transaction and no lock held: a model may take seconds."""
+        return ask_for_approval(self.gateway, proposal, config)
 
     # -- step 3: record and place ----------------------------------------------------------
     def record_and_place(self, proposal: CandleProposal, approval: Approval | None) -> int:
@@ -487,76 +332,3 @@ class Orchestrator:
         with db.atomic():
             if still_held(claim):
                 complete(claim)
-
-
-def refuse_if_session_changed(approval: Approval, verdict: Verdict, session) -> Approval:
-    """The session may have been paused or stopped while the model answered.
-
-    Stopped: nothing is placed. Paused: an entry is not placed, an exit still is.
-    """
-    if not approval.approved or session is None:
-        return approval
-    if session.status == SessionStatus.STOPPED:
-        why = "not placed: the session was stopped while the model was answering"
-    elif session.status == SessionStatus.PAUSED and verdict.action == "open":
-        why = (
-            f"not placed: the session was paused ({session.status_reason}) while the model "
-            "was answering; new entries are refused until it is resumed"
-        )
-    else:
-        return approval
-    return Approval(
-        False, approval.confidence, f"{approval.reasoning}\n{why}", record=approval.record
-    )
-
-
-def weighted_vote(signals, weights: dict[str, float]) -> tuple[int, Decimal]:
-    """Direction (-1, 0, +1) and confidence of sum(weight x vote x confidence) / sum(weight).
-
-    BUY votes +1 and SELL -1; a HOLD abstains (it is left out of both sums), so one strong
-    signal is not diluted by an agent that sees nothing, while opposing signals cancel out.
-    """
-    total_weight = 0.0
-    score = 0.0
-    for voter, vote, confidence in signals:
-        if vote == "HOLD":
-            continue
-        weight = weights.get(voter.agent_name, 1.0)
-        total_weight += weight
-        score += weight * VOTES[vote] * confidence
-    if total_weight == 0:
-        return 0, Decimal(0)
-    value = score / total_weight
-    direction = 0 if abs(value) < 1e-9 else (1 if value > 0 else -1)
-    return direction, Decimal(repr(round(abs(value), 5)))
-
-
-def open_quantity(session_id, symbol: str) -> Decimal:
-    position = Position.open_for(session_id).where(Position.symbol == symbol).first()
-    if position is None:
-        return Decimal(0)
-    return position.quantity if position.side == "LONG" else -position.quantity
-
-
-def approval_prompt(symbol: str, side: str, verdict, facts: dict, context: dict) -> str:
-    """The user message for the LLM: the proposal and the figures behind it, as JSON."""
-    return (
-        f"Proposed trade: {side} {verdict.quantity} {symbol} at market.\n"
-        f"Risk agent: {verdict.reasoning}\n"
-        f"Figures: {json.dumps(facts, sort_keys=True)}\n"
-        f"Market context: {json.dumps(context, sort_keys=True, default=str)}\n"
-        "Approve or reject."
-    )
-
-
-def mark_silent_agents_inactive() -> int:
-    """Agents that missed three heartbeats become inactive (each change is an agent_status)."""
-    return (
-        Agent.update(status="inactive", updated_at=utcnow())
-        .where(
-            Agent.status == "active",
-            Agent.last_seen_at
-            < fn.now() - fn.make_interval(0, 0, 0, 0, 0, 0, Agent.heartbeat_interval_seconds * 3),
-        )
-        .execute()
-    )

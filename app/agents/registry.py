@@ -74,3 +74,16 @@ def record_heartbeat(beat: Heartbeat) -> tuple[Agent, bool]:
     )
     created = bool(next(iter(rows))["inserted"])
     return get_agent(beat.name), created
+
+
+def mark_silent_agents_inactive() -> int:
+    """Agents that missed three heartbeats become inactive (each change is an agent_status)."""
+    return (
+        Agent.update(status="inactive", updated_at=utcnow())
+        .where(
+            Agent.status == "active",
+            Agent.last_seen_at
+            < fn.now() - fn.make_interval(0, 0, 0, 0, 0, 0, Agent.heartbeat_interval_seconds * 3),
+        )
+        .execute()
+    )

@@ -18,8 +18,9 @@ from decimal import Decimal
 
 from app.agents.claims import lease_job
 from app.agents.llm import build_gateway
-from app.agents.orchestrator import Orchestrator, mark_silent_agents_inactive
+from app.agents.orchestrator import Orchestrator
 from app.agents.outcomes import resolve_outcomes
+from app.agents.registry import mark_silent_agents_inactive
 from app.db import db, init_database
 from app.runtime_config import trading_rules
 from app.settings import Settings

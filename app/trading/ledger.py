@@ -20,8 +20,9 @@ from peewee import fn
 from app.bulk import bulk_insert, bulk_update
 from app.events import publish_error
 from app.models import EquitySnapshot, MarketPrice, Order, Position, Trade, TradingSession, utcnow
+from app.trading.entry_limits import check_entry
 from app.trading.limits import breach_event, update_loss_limits
-from app.trading.portfolio import Book, FillEffect, apply_fill, exposure_increase
+from app.trading.portfolio import Book, apply_fill, exposure_increase
 from app.trading.rules import (
     MAX_NOTIONAL,
     Rejected,
@@ -36,7 +37,6 @@ from app.vocabulary import (
     OrderType,
     PositionSide,
     PositionStatus,
-    SessionStatus,
     Side,
 )
 
@@ -205,7 +205,10 @@ class Ledger:
         fee = money(price * quantity * self.rules.commission_rate)
         effect = apply_fill(before, order.side, quantity, price, fee)
         marks = {**self.marks(book), order.symbol: market if market is not None else price}
-        self._check_risk(book, order, before, effect, quantity, price, marks)
+        if exposure_increase(before, order.side, quantity) > 0:  # reducing is always allowed
+            equity, _, _ = self.equity(book, marks)
+            others = sum(1 for symbol in book.positions if symbol != order.symbol)
+            check_entry(book.row, order.side, effect, price, equity, others, self.rules)
 
         exit_reason = reason or ("closed by order" if order.source == "manual" else order.source)
         # A flip is two trades: the part that closes the old position and the part that opens
@@ -296,51 +299,6 @@ class Ledger:
         price = market_fill_price(side, last, self.rules)
         self.fill(order, price, position.quantity, reason, market=last)
         return order
-
-    def _check_risk(
-        self,
-        book: SessionBook,
-        order: Order,
-        before: Book,
-        effect: FillEffect,
-        quantity: Decimal,
-        price: Decimal,
-        marks: dict[str, Decimal],
-    ) -> None:
-        """Refuse the exposure-increasing part of a fill that breaks a limit."""
-        if exposure_increase(before, order.side, quantity) <= 0:
-            return  # reducing or closing is always allowed
-        session = book.row
-        if session.status == SessionStatus.PAUSED:
-            raise Rejected(
-                f"session paused ({session.status_reason}): new entries are refused; "
-                "resume with POST /api/v1/trade/resume"
-            )
-        if session.status != SessionStatus.RUNNING:
-            raise Rejected(f"session is {session.status}")
-        if order.side == Side.BUY and session.cash + effect.cash_delta < 0:
-            need = -effect.cash_delta
-            raise Rejected(
-                f"insufficient cash: the fill needs {need:.8f}, cash is {session.cash:.8f}"
-            )
-        equity, _, _ = self.equity(book, marks)
-        notional = abs(effect.open.quantity) * price
-        limit = self.rules.max_position_size * equity
-        if notional > limit:
-            raise Rejected(
-                f"max_position_size: the position would be {notional:.2f} "
-                f"({notional / equity:.1%} of equity {equity:.2f}); the limit is "
-                f"{self.rules.max_position_size:.1%}"
-                if equity > 0
-                else "max_position_size: equity is not positive"
-            )
-        if effect.opened_new:
-            others = sum(1 for symbol in book.positions if symbol != order.symbol)
-            if others + 1 > self.rules.max_positions:
-                raise Rejected(
-                    f"max_positions: the session already holds {others} open positions; "
-                    f"the limit is {self.rules.max_positions}"
-                )
 
     # -- position rows ---------------------------------------------------------------------
     def _changed(self, book: SessionBook, position: Position, realized_before: Decimal) -> None:

@@ -1,27 +1,27 @@
-"""Order matching: ticks against working orders, arrivals of new orders, protective exits.
+"""Order matching: ticks against working orders and protective exits, then the intake of new
+orders (app/trading/intake.py).
 
 Only the engine calls :func:`process_pending` (one engine per database). SQL only prefilters
-candidates; the Python rules in :mod:`app.trading.rules` decide every match, for ticks and
-arrivals alike. Each unit of work (a tick, a batch of arrivals) runs on a :class:`Ledger` in a
-transaction that locks the orders, then the sessions, then their positions, so a fill can never
-be applied twice and a cancel never races a fill.
+candidates; the Python rules in :mod:`app.trading.rules` and :mod:`app.trading.execution`
+decide every match, for ticks and arrivals alike. Each unit of work (a tick, a batch of
+arrivals) runs on a :class:`Ledger` in a transaction that locks the orders, then the sessions,
+then their positions, so a fill can never be applied twice and a cancel never races a fill.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from decimal import Decimal
 
 from app.db import CONNECTION_ERRORS, db, is_retryable
 from app.events import publish_error
 from app.models import MarketTick, Order, utcnow
+from app.trading.execution import execute, trigger
+from app.trading.intake import INTAKE_BATCH, accept_new_orders
 from app.trading.ledger import Ledger
 from app.trading.rules import (
     LIMIT_TYPES,
-    MARKET_TRIGGERED_TYPES,
     TRIGGERED_TYPES,
-    Rejected,
     Rules,
     limit_crossed,
     market_fill_price,
@@ -30,15 +30,9 @@ from app.trading.rules import (
     protective_exit,
     stop_triggered,
 )
-from app.vocabulary import OrderStatus, OrderType, PositionSide, Side, TimeInForce
+from app.vocabulary import OrderType, Side
 
 log = logging.getLogger(__name__)
-
-# Arrivals accepted per transaction. Measured (bench/engine_intake.py): ~200 orders keep a batch
-# transaction well under 50 ms, which is as long as an API call may wait on the same rows.
-INTAKE_BATCH = 60
-# How long one pass keeps accepting arrivals before marking and ticks get their turn.
-INTAKE_PASS_SECONDS = 0.25
 
 
 def process_pending(
@@ -116,128 +110,6 @@ def process_ticks_one_by_one(rules: Rules, limit: int) -> int:
                     tick_id=tick_id,
                 )
     return handled
-
-
-# -- arrivals -------------------------------------------------------------------------------
-
-ARRIVALS_SQL = """
-SELECT * FROM orders
- WHERE accepted_at IS NULL AND status = 'NEW'
- ORDER BY placed_at, id
- LIMIT %s
- FOR UPDATE
-"""
-
-
-def accept_new_orders(rules: Rules, batch: int = INTAKE_BATCH) -> int:
-    """First look at each new order, a batch per transaction: fill, rest, expire or reject.
-
-    A batch that fails is redone order by order; an order that still fails on its own is
-    REJECTED with the error, so no order can block the ones behind it.
-    """
-    accepted = 0
-    deadline = time.monotonic() + INTAKE_PASS_SECONDS
-    while time.monotonic() < deadline:
-        try:
-            with db.atomic():
-                taken = accept_batch(list(Order.raw(ARRIVALS_SQL, batch)), rules)
-        except CONNECTION_ERRORS as error:
-            if not is_retryable(error):
-                raise
-            # A deadlock rolled the batch back whole: nothing is lost, the next pass redoes it.
-            log.warning("order intake batch rolled back (%s); retrying next pass", error)
-            break
-        except Exception:
-            log.exception("order intake batch failed; accepting its orders one by one")
-            taken = accept_one_by_one(rules, batch)
-        accepted += taken
-        if taken < batch:
-            break
-    return accepted
-
-
-def accept_batch(orders: list[Order], rules: Rules) -> int:
-    if not orders:
-        return 0
-    ledger = Ledger(rules)
-    ledger.lock_sessions(order.session_id for order in orders)
-    ledger.load_prices(order.symbol for order in orders)
-    now = utcnow()
-    for order in orders:
-        order.accepted_at = now
-        ledger.touch(order)
-        on_arrival(order, ledger)
-    ledger.flush()
-    return len(orders)
-
-
-def accept_one_by_one(rules: Rules, batch: int) -> int:
-    ids = [row.id for row in Order.raw(ARRIVALS_SQL.replace("FOR UPDATE", ""), batch)]
-    for order_id in ids:
-        try:
-            with db.atomic():
-                orders = list(Order.select().where(Order.id == order_id).for_update())
-                accept_batch([o for o in orders if o.accepted_at is None], rules)
-        except CONNECTION_ERRORS:
-            raise
-        except Exception as exc:
-            log.exception("order %s could not be processed; rejecting it", order_id)
-            reason = f"the engine could not process this order: {type(exc).__name__}: {exc}"
-            with db.atomic():
-                rejected = {
-                    Order.status: OrderStatus.REJECTED,
-                    Order.accepted_at: utcnow(),
-                    Order.error_message: reason,
-                    Order.updated_at: utcnow(),
-                }
-                still_new = (Order.id == order_id) & (Order.status == OrderStatus.NEW)
-                Order.update(rejected).where(still_new).execute()
-                publish_error("Order rejected by the engine", reason, "high", order_id=order_id)
-    return len(ids)
-
-
-def on_arrival(order: Order, ledger: Ledger) -> None:
-    """A new order's first look at the market: fill now, rest, trigger or expire.
-
-    It draws on what is left of the liquidity of its symbol's latest tick.
-    """
-    filled = arrive(order, ledger, ledger.liquidity_left(order.symbol))
-    if filled:
-        ledger.take_liquidity(order.symbol, filled)
-
-
-def arrive(order: Order, ledger: Ledger, available: Decimal | None) -> Decimal:
-    last = ledger.price(order.symbol)
-    ledger.market_time = last.price_time if last is not None else None
-    if order.type in TRIGGERED_TYPES:
-        if last is not None and stop_triggered(
-            order.type, order.side, order.stop_price, last.price
-        ):
-            return trigger(order, last.price, available, ledger, liquidity_is_cap=True)
-        return Decimal(0)
-    if last is None:
-        if order.time_in_force != TimeInForce.GTC:
-            ledger.expire(order, "no market price yet for an immediate order")
-        return Decimal(0)
-    if order.type == OrderType.MARKET:
-        age = (utcnow() - last.updated_at).total_seconds()
-        if age > ledger.rules.max_price_age_seconds:
-            # A stale price is no market: GTC waits for the next tick, IOC/FOK give up.
-            if order.time_in_force != TimeInForce.GTC:
-                ledger.expire(
-                    order,
-                    f"the latest price is {age:.0f}s old (max_price_age_seconds "
-                    f"{ledger.rules.max_price_age_seconds:g}); no fresh market to fill at",
-                )
-            return Decimal(0)
-        price = market_fill_price(order.side, last.price, ledger.rules)
-        return execute(order, price, available, ledger, liquidity_is_cap=True, market=last.price)
-    if limit_crossed(order.side, order.price, last.price):
-        price = marketable_limit_price(order.side, order.price, last.price, ledger.rules)
-        return execute(order, price, available, ledger, liquidity_is_cap=True, market=last.price)
-    if order.time_in_force != TimeInForce.GTC:
-        ledger.expire(order, f"limit {order.price} not marketable at {last.price}")
-    return Decimal(0)
 
 
 # -- ticks ----------------------------------------------------------------------------------
@@ -367,94 +239,3 @@ def protective_exits(tick: MarketTick, rules: Rules) -> None:
         reason = f"{hit} hit: price {price} crossed {level}"
         ledger.close_at_market(position, price, source=hit, reason=reason)
     ledger.flush()
-
-
-def trigger(
-    order: Order,
-    price: Decimal,
-    available: Decimal | None,
-    ledger: Ledger,
-    *,
-    liquidity_is_cap: bool = False,
-) -> Decimal:
-    """A stop or take-profit fired: market types fill now, *_LIMIT types rest at their limit."""
-    order.triggered_at = utcnow()
-    ledger.touch(order)
-    cap = liquidity_is_cap
-    if order.type in MARKET_TRIGGERED_TYPES:
-        fill_price = market_fill_price(order.side, price, ledger.rules)
-        return execute(order, fill_price, available, ledger, liquidity_is_cap=cap, market=price)
-    if limit_crossed(order.side, order.price, price):
-        fill_price = marketable_limit_price(order.side, order.price, price, ledger.rules)
-        return execute(order, fill_price, available, ledger, liquidity_is_cap=cap, market=price)
-    if order.time_in_force != TimeInForce.GTC:
-        ledger.expire(order, f"triggered at {price}; limit {order.price} not marketable")
-    return Decimal(0)
-
-
-def reduce_only(
-    order: Order,
-    price: Decimal,
-    quantity: Decimal,
-    ledger: Ledger,
-    reason: str,
-    market: Decimal | None,
-) -> Decimal:
-    """A refused fill still takes the part that reduces the position: reducing is always
-    allowed (a paused session's flip, a flip past max_position_size). The rest is rejected."""
-    position = ledger.session(order.session_id).positions.get(order.symbol)
-    reducing = Decimal(0)
-    if position is not None and (position.side == PositionSide.LONG) != (order.side == Side.BUY):
-        reducing = min(quantity, position.quantity)
-    if reducing > 0:
-        try:
-            ledger.fill(order, price, reducing, market=market)
-        except Rejected:
-            reducing = Decimal(0)
-    if reducing > 0:
-        reason = (
-            f"{reason}; the part that reduces the position ({reducing.normalize():f}) was filled"
-        )
-    ledger.reject(order, reason)
-    return reducing
-
-
-def execute(
-    order: Order,
-    price: Decimal,
-    volume: Decimal | None,
-    ledger: Ledger,
-    *,
-    liquidity_is_cap: bool = False,
-    market: Decimal | None = None,
-) -> Decimal:
-    """Fill as much of ``order`` as liquidity allows at ``price``; returns the quantity filled.
-
-    ``volume`` is the tick volume (on arrival) or, with ``liquidity_is_cap``, the quantity still
-    available in this tick. IOC keeps what it got and expires the rest; FOK fills completely or
-    expires untouched.
-    """
-    rules = ledger.rules
-    remaining = order.quantity - order.executed_quantity
-    quantity = remaining
-    if rules.participation > 0 and volume is not None:
-        cap = volume if liquidity_is_cap else money(volume * rules.participation)
-        quantity = min(remaining, cap)
-    if order.time_in_force == TimeInForce.FOK and quantity < remaining:
-        ledger.expire(order, f"fill-or-kill: only {quantity} of {remaining} available")
-        return Decimal(0)
-    if quantity <= 0:
-        if order.time_in_force != TimeInForce.GTC:
-            ledger.expire(order, "no liquidity")
-        return Decimal(0)
-    try:
-        ledger.fill(order, price, quantity, market=market)
-    except Rejected as rejection:
-        return reduce_only(order, price, quantity, ledger, str(rejection), market)
-    except ArithmeticError as exc:
-        ledger.reject(order, f"the exchange cannot process this order: {exc!r}")
-        return Decimal(0)
-    if order.time_in_force == TimeInForce.IOC and order.status == OrderStatus.PARTIALLY_FILLED:
-        unfilled = order.quantity - order.executed_quantity
-        ledger.expire(order, f"immediate-or-cancel: {unfilled} unfilled")
-    return quantity
