@@ -9,8 +9,9 @@
    transaction.
 2. Fill lag under load: a real gunicorn web process (2 workers) and a real engine process;
    CLIENTS HTTP clients (gevent greenlets in this process) place MARKET orders at a sustained
-   RATE per second in total for SECONDS. Fill lag is the order's filled_at minus its placed_at,
-   both stamped by the system; also counted: 201s, 503s (back-pressure) and other answers.
+   RATE per second in total for SECONDS, while a tick arrives every second. Fill lag is the
+   order's filled_at minus its placed_at, both stamped by the system; also counted: 201s, 503s
+   (back-pressure) and other answers.
 """
 
 from __future__ import annotations
@@ -164,7 +165,19 @@ def fill_lag(database_url: str, clients: int, rate: float, seconds: float) -> di
                 answers[code] = answers.get(code, 0) + 1
                 next_at += interval
 
+        def market() -> None:
+            # A live market: a fresh tick every second (a MARKET order never fills at a price
+            # older than max_price_age_seconds).
+            http = requests.Session()
+            while time.monotonic() < deadline:
+                http.post(
+                    web.url("/api/v1/market/prices"), json={"symbol": "BTC/USDT", "price": 100}
+                )
+                gevent.sleep(1)
+
+        ticker = gevent.spawn(market)
         gevent.joinall([gevent.spawn(client, i * interval / clients) for i in range(clients)])
+        ticker.join()
         time.sleep(3)  # let the engine finish what it accepted
         lags = [
             (filled - placed).total_seconds()
