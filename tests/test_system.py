@@ -179,3 +179,15 @@ def test_database_refusals_do_not_echo_postgres_text(client):
         )
     assert response.status_code == 409
     assert "secret_idx" not in response.get_data(as_text=True)
+
+
+def test_the_openapi_document_tells_the_truth_about_errors_and_nullable_fields(client):
+    doc = client.get("/api/v1/openapi.json").json
+    schemas = doc["components"]["schemas"]
+    # Error bodies carry context keys such as session_id.
+    assert schemas["Error"]["additionalProperties"] is True
+    assert schemas["Decision"]["properties"]["session_id"]["nullable"] is True
+    assert schemas["DecisionDetail"]["properties"]["prompt_embedding"]["nullable"] is True
+    heartbeat = doc["paths"]["/api/v1/agents/{name}/heartbeat"]["post"]["requestBody"]
+    assert heartbeat["required"] is False
+    assert client.post("/api/v1/agents/bodyless-agent/heartbeat").status_code == 201

@@ -49,7 +49,7 @@ def agent_status(name: str):
 
 
 @blp.post("/<name>/heartbeat")
-@blp.arguments(HeartbeatArgs)
+@blp.arguments(HeartbeatArgs, required=False)
 @blp.response(200, AgentHeartbeatResultSchema, description="Heartbeat recorded")
 @blp.alt_response(201, schema=AgentHeartbeatResultSchema, description="Agent registered")
 @blp.alt_response(400, schema=ErrorSchema, description="Invalid name or body")

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from marshmallow import INCLUDE, Schema, fields, validate
 
 from app.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
 
 
 class ErrorSchema(Schema):
-    """Every error body: ``error`` always, the rest when they apply."""
+    """Every error body: ``error`` always, the rest when they apply, plus context keys such as
+    ``order_id`` or ``session_id`` (so the document allows additional properties)."""
+
+    class Meta:
+        unknown = INCLUDE
 
     error = fields.String(required=True, metadata={"example": "invalid order_id format"})
     details = fields.String(metadata={"example": "Price is required for LIMIT orders"})

@@ -14,12 +14,13 @@ DECISIONS = ("BUY", "SELL", "HOLD", "CLOSE", "APPROVE", "REJECT")
 DECISION_TYPE = validate.Regexp(
     r"^[a-z][a-z0-9_]{0,63}$", error="must be snake_case such as signal or risk_approval"
 )
-MAX_TEXT = 100_000
+# Within the 64 KiB body limit, so the documented maximum can actually be sent.
+MAX_TEXT = 60_000
 
 
 class DecisionSchema(Schema):
     id = Uuid()
-    session_id = Uuid()
+    session_id = Uuid(allow_none=True)
     agent_name = fields.String()
     symbol = fields.String()
     decision_type = fields.String()
@@ -41,7 +42,9 @@ class DecisionSchema(Schema):
 class DecisionDetailSchema(DecisionSchema):
     prompt = fields.String(allow_none=True)
     response = fields.String(allow_none=True)
-    prompt_embedding = fields.Method("_embedding", metadata={"type": "array"})
+    prompt_embedding = fields.Method(
+        "_embedding", metadata={"type": "array", "items": {"type": "number"}, "nullable": True}
+    )
 
     def _embedding(self, decision):
         vector = decision.prompt_embedding
