@@ -39,6 +39,13 @@ def _number(name: str, default: float) -> float:
     return value
 
 
+def _origins(raw: str) -> tuple[str, ...]:
+    origins = tuple(origin.strip().rstrip("/") for origin in raw.split(",") if origin.strip())
+    if "*" in origins:
+        raise SystemExit("CORS_ORIGINS must list origins (https://host:port), not '*'")
+    return origins
+
+
 def load_defaults(path: Path = DEFAULTS_FILE) -> dict:
     """Read the default trading/risk/LLM settings shipped in config/defaults.toml."""
     with path.open("rb") as handle:
@@ -87,6 +94,9 @@ class Settings:
     ws_pong_timeout: float = 60.0
     ws_send_queue: int = 256
     ws_write_timeout: float = 10.0
+    # Browser origins allowed to call the API and open the WebSocket (the server's own origin
+    # always is). Never "*".
+    cors_origins: tuple[str, ...] = ()
     testing: bool = False
 
     @classmethod
@@ -127,6 +137,7 @@ class Settings:
             ws_pong_timeout=_number("WS_PONG_TIMEOUT", 60.0),
             ws_send_queue=int(_number("WS_SEND_QUEUE", 256)),
             ws_write_timeout=_number("WS_WRITE_TIMEOUT", 10.0),
+            cors_origins=_origins(_env("CORS_ORIGINS", "") or ""),
         )
         known = {f.name for f in fields(cls)}
         unknown = set(overrides) - known

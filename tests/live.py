@@ -138,16 +138,20 @@ def live_client(url: str):
         client.close()
 
 
-def raw_websocket(port: int, receive_buffer: int = 4096) -> socket.socket:
+def raw_websocket(
+    port: int, receive_buffer: int = 4096, origin: str | None = None
+) -> socket.socket:
     """A handshaken WebSocket that never reads or answers pings: the slowest possible client."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
     sock.connect(("127.0.0.1", port))
     key = base64.b64encode(os.urandom(16)).decode()
+    origin_line = f"Origin: {origin}\r\n" if origin else ""
     sock.sendall(
         (
             f"GET /api/v1/ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+            f"{origin_line}\r\n"
         ).encode()
     )
     response = b""

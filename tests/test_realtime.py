@@ -10,6 +10,8 @@ from decimal import Decimal
 
 import pytest
 import requests
+from simple_websocket import Client
+from simple_websocket import ConnectionError as HandshakeRefused
 
 from app.db import db
 from tests.factories import make_order, make_position, make_session, make_trade
@@ -386,3 +388,46 @@ def test_oversized_event_is_sent_compact_and_marked_truncated(server, client):
     assert data["truncated"] is True
     assert (data["name"], data["status"]) == ("chatty-agent", "active")
     assert "metadata" not in data
+
+
+def test_a_foreign_origin_cannot_open_the_event_stream_but_listed_and_own_ones_can(
+    app, database_url
+):
+    server = WebServer(database_url, CORS_ORIGINS="https://dashboard.example")
+    try:
+        with pytest.raises(HandshakeRefused):
+            Client.connect(server.ws_url, headers={"Origin": "https://evil.example"})
+        client = Client.connect(server.ws_url, headers={"Origin": "https://dashboard.example"})
+        client.close()
+        # The server's own origin (a browser sends Host with the port, as this raw client does).
+        raw_websocket(server.port, origin=server.base).close()
+        refused = requests.get(
+            server.url("/api/v1/ws"),
+            headers={
+                "Origin": "https://evil.example", "Upgrade": "websocket", "Connection": "Upgrade",
+                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13",
+            },
+        )  # fmt: skip
+        assert refused.status_code == 403
+        assert refused.json()["error"] == "origin not allowed"
+    finally:
+        server.stop()
+
+
+def test_cors_answers_only_listed_origins(settings):
+    from dataclasses import replace
+
+    from app import create_app
+
+    client = create_app(
+        replace(settings, cors_origins=("https://dashboard.example",))
+    ).test_client()
+    allowed = client.get("/api/v1/health", headers={"Origin": "https://dashboard.example"})
+    assert allowed.headers["Access-Control-Allow-Origin"] == "https://dashboard.example"
+    foreign = client.get("/api/v1/health", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in foreign.headers
+    preflight = client.options(
+        "/api/v1/orders",
+        headers={"Origin": "https://dashboard.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert "POST" in preflight.headers["Access-Control-Allow-Methods"]

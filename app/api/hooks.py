@@ -5,9 +5,11 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from urllib.parse import urlsplit
 
-from flask import Flask, g, jsonify, request
+from flask import Flask, current_app, g, jsonify, request
 
+from app.api.ws import WS_PATH
 from app.db import CONNECTION_ERRORS, close_request_connection, db, is_retryable, is_timeout
 from app.metrics import LATENCY, REQUESTS
 
@@ -62,6 +64,39 @@ def _security_headers(response):
     return response
 
 
+def _allowed_origin(origin: str) -> bool:
+    """The server's own origin, or one listed in CORS_ORIGINS."""
+    if urlsplit(origin).netloc == request.host:
+        return True
+    return origin.rstrip("/") in current_app.extensions["cryptofunk"]["settings"].cors_origins
+
+
+def _refuse_foreign_websocket():
+    """A web page on another origin must not read the event stream through the browser."""
+    origin = request.headers.get("Origin")
+    if request.path == WS_PATH and origin and not _allowed_origin(origin):
+        response = jsonify(
+            {
+                "error": "origin not allowed",
+                "details": f"{origin} may not open the event stream; list it in CORS_ORIGINS",
+            }
+        )
+        response.status_code = 403
+        return response
+    return None
+
+
+def _cors(response):
+    origin = request.headers.get("Origin")
+    if origin and _allowed_origin(origin):
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Allow-Headers"] = "Content-Type, Authorization, X-API-Key"
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, PATCH, DELETE, OPTIONS"
+        response.headers["Access-Control-Max-Age"] = "600"
+    response.vary.add("Origin")
+    return response
+
+
 def _observe(response):
     started = g.pop("started", None)
     endpoint = request.url_rule.rule if request.url_rule else "unmatched"
@@ -75,6 +110,8 @@ def register_request_hooks(app: Flask) -> None:
     app.before_request(_require_json_body)
     app.after_request(_observe)
     app.after_request(_security_headers)
+    app.after_request(_cors)
+    app.before_request(_refuse_foreign_websocket)
     app.teardown_request(close_request_connection)
 
 
