@@ -26,7 +26,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import requests
-from common import ROOT, bench_database
+from common import ROOT, bench_database, percentile
 
 from app.agents.market_view import bucket_start
 from app.db import db
@@ -37,11 +37,6 @@ from app.trading.sessions import start_session
 from tests.fake_llm import FakeLLM
 from tests.live import WebServer
 from tests.test_orchestrator import CANDLE, uptrend, write_candles
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def summary(values: list[float]) -> dict:

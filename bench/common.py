@@ -38,3 +38,9 @@ def bench_database() -> Iterator[str]:
             embedded.stop()
         if data_dir:
             shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """The value at ``fraction`` (0..1) of the sorted values (nearest rank, no interpolation)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]

@@ -33,7 +33,7 @@ from decimal import Decimal  # noqa: E402
 
 import gevent  # noqa: E402
 import requests  # noqa: E402
-from common import ROOT, bench_database  # noqa: E402
+from common import ROOT, bench_database, percentile  # noqa: E402
 from peewee import fn  # noqa: E402
 from psycogreen.gevent import patch_psycopg  # noqa: E402
 
@@ -48,11 +48,6 @@ from app.trading.market import record_tick  # noqa: E402
 from app.trading.rules import Rules  # noqa: E402
 from app.trading.sessions import start_session  # noqa: E402
 from tests.live import WebServer  # noqa: E402
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def reset() -> None:

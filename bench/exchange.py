@@ -24,7 +24,7 @@ import time
 from decimal import Decimal
 
 import requests
-from common import ROOT, bench_database
+from common import ROOT, bench_database, percentile
 
 from app.db import db
 from app.models import ALL_TABLES
@@ -35,11 +35,6 @@ from app.trading.orders import OrderRequest, place_order
 from app.trading.rules import Rules
 from app.trading.sessions import start_session
 from tests.live import LiveClient, WebServer
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def reset() -> None:

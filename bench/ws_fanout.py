@@ -20,15 +20,10 @@ import time
 
 import psycopg2
 import requests
-from common import ROOT, bench_database
+from common import ROOT, bench_database, percentile
 
 from app.db import connect_kwargs
 from tests.live import WebServer
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def run(database_url: str, clients: int, rate: float, seconds: float) -> dict:

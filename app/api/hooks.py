@@ -20,8 +20,8 @@ DEADLOCK_RETRIES = 2
 BODY_METHODS = ("POST", "PUT", "PATCH")
 
 
-def _require_json_body():
-    g.started = time.perf_counter()
+def _refuse_nul_in_query():
+    """PostgreSQL cannot store or compare text with NUL: a 400, not a driver error (500)."""
     for name, value in request.args.items(multi=True):
         if "\x00" in name or "\x00" in value:
             response = jsonify(
@@ -33,6 +33,11 @@ def _require_json_body():
             )
             response.status_code = 400
             return response
+    return None
+
+
+def _require_json_body():
+    g.started = time.perf_counter()
     if request.method not in BODY_METHODS:
         return None
     has_body = (request.content_length or 0) > 0 or request.headers.get("Transfer-Encoding")
@@ -108,6 +113,7 @@ def _observe(response):
 
 def register_request_hooks(app: Flask) -> None:
     app.before_request(_require_json_body)
+    app.before_request(_refuse_nul_in_query)
     app.after_request(_observe)
     app.after_request(_security_headers)
     app.after_request(_cors)

@@ -4,8 +4,8 @@ from marshmallow import Schema, ValidationError, fields, validates_schema
 
 from app.schemas.common import PageArgs, PagedListSchema
 from app.schemas.fields import Amount, Choice, Number, Symbol, Timestamp, Uuid
-from app.trading.orders import LIMIT_PRICED_TYPES, STOP_TRIGGERED_TYPES
 from app.trading.rules import MAX_NOTIONAL
+from app.vocabulary import LIMIT_TYPES, TRIGGERED_TYPES
 
 SIDES = ("BUY", "SELL")
 ORDER_TYPES = (
@@ -95,9 +95,9 @@ class CreateOrderArgs(Schema):
     @validates_schema
     def _prices_match_type(self, data, **kwargs):
         order_type = data.get("type")
-        if order_type in LIMIT_PRICED_TYPES and data.get("price") is None:
+        if order_type in LIMIT_TYPES and data.get("price") is None:
             raise ValidationError(f"Price is required for {order_type} orders", "price")
-        if order_type in STOP_TRIGGERED_TYPES and data.get("stop_price") is None:
+        if order_type in TRIGGERED_TYPES and data.get("stop_price") is None:
             raise ValidationError(f"stop_price is required for {order_type} orders", "stop_price")
         if order_type == "MARKET" and data.get("price") is not None:
             raise ValidationError("price must be null for MARKET orders", "price")

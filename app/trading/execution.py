@@ -11,14 +11,13 @@ from decimal import Decimal
 from app.models import Order, utcnow
 from app.trading.ledger import Ledger
 from app.trading.rules import (
-    MARKET_TRIGGERED_TYPES,
     Rejected,
     limit_crossed,
     market_fill_price,
     marketable_limit_price,
     money,
 )
-from app.vocabulary import OrderStatus, PositionSide, Side, TimeInForce
+from app.vocabulary import MARKET_TRIGGERED_TYPES, OrderStatus, PositionSide, Side, TimeInForce
 
 
 def trigger(

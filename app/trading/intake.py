@@ -16,14 +16,13 @@ from app.models import Order, utcnow
 from app.trading.execution import execute, trigger
 from app.trading.ledger import Ledger
 from app.trading.rules import (
-    TRIGGERED_TYPES,
     Rules,
     limit_crossed,
     market_fill_price,
     marketable_limit_price,
     stop_triggered,
 )
-from app.vocabulary import OrderStatus, OrderType, TimeInForce
+from app.vocabulary import TRIGGERED_TYPES, OrderStatus, OrderType, TimeInForce
 
 log = logging.getLogger(__name__)
 

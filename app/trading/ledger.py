@@ -73,6 +73,10 @@ class Ledger:
 
     def __init__(self, rules: Rules):
         self.rules = rules
+        self._reset()
+
+    def _reset(self) -> None:
+        """Forget everything: after a flush the rows are the database's again."""
         self.sessions: dict[uuid.UUID, SessionBook] = {}
         self.prices: dict[str, MarketPrice] = {}
         self.touched_orders: dict[uuid.UUID, Order] = {}
@@ -391,4 +395,4 @@ class Ledger:
             ).execute()
         for error, details, severity, metadata in self.events:
             publish_error(error, details, severity, **metadata)
-        self.__init__(self.rules)
+        self._reset()

@@ -20,8 +20,6 @@ from app.trading.execution import execute, trigger
 from app.trading.intake import INTAKE_BATCH, accept_new_orders
 from app.trading.ledger import Ledger
 from app.trading.rules import (
-    LIMIT_TYPES,
-    TRIGGERED_TYPES,
     Rules,
     limit_crossed,
     market_fill_price,
@@ -30,7 +28,7 @@ from app.trading.rules import (
     protective_exit,
     stop_triggered,
 )
-from app.vocabulary import OrderType, Side
+from app.vocabulary import LIMIT_TYPES, TRIGGERED_TYPES, OrderType, Side
 
 log = logging.getLogger(__name__)
 

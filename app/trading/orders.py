@@ -12,9 +12,6 @@ from app.models import Order, utcnow
 from app.pagination import Listing, Page
 from app.trading.sessions import find_active_session, get_session
 
-LIMIT_PRICED_TYPES = ("LIMIT", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT")
-STOP_TRIGGERED_TYPES = ("STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT")
-
 
 @dataclass(frozen=True)
 class OrderRequest:

@@ -8,17 +8,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 from app.precision import ARITHMETIC_PRECISION
 from app.runtime_config import trading_rules
-from app.vocabulary import (
-    LIMIT_TYPES,
-    MARKET_TRIGGERED_TYPES,
-    PROFIT_TYPES,
-    STOP_TYPES,
-    TRIGGERED_TYPES,
-    PositionSide,
-    Side,
-)
-
-__all__ = ["LIMIT_TYPES", "MARKET_TRIGGERED_TYPES", "PROFIT_TYPES", "TRIGGERED_TYPES"]
+from app.vocabulary import STOP_TYPES, PositionSide, Side
 
 MONEY = Decimal("1e-18")
 # The largest order notional (price x quantity) the engine fills, leaving room under the
