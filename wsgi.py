@@ -10,9 +10,12 @@ if monkey.is_module_patched("socket"):
     patch_psycopg()
 
 from app import create_app  # must follow the patch above
+from app.access.startup import prepare_access
 from app.realtime.hub import hub
 
 app = create_app()
+# Started straight from the Procfile (gunicorn wsgi:app): the bootstrap key exists here too.
+prepare_access(app.extensions["cryptofunk"]["settings"])
 
 if monkey.is_module_patched("socket"):
     # Listen before the first client arrives, so no event of this process's lifetime is missed.

@@ -29,6 +29,7 @@ class ApiJSONProvider(DefaultJSONProvider):
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the WSGI app. No I/O happens here: the database is only connected per request."""
     from app.api import register_blueprints
+    from app.api.access import SECURED, declare_security
     from app.api.base import RestApi
     from app.api.errors import register_error_handlers
     from app.api.hooks import register_request_hooks, wrap_views
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None) -> Flask:
                 "system_status, error, decision) stream on the WebSocket at /api/v1/ws."
             },
             "servers": [{"url": "/"}],
+            "security": SECURED,
         },
     )
     app.extensions["cryptofunk"] = {"settings": settings}
@@ -75,9 +77,15 @@ def create_app(settings: Settings | None = None) -> Flask:
         lock_timeout=settings.db_lock_timeout,
         statement_timeout=settings.db_statement_timeout,
     )
+    if settings.trusted_proxy_count:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        count = settings.trusted_proxy_count
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
     api = RestApi(app)
+    declare_security(api)
     register_error_handlers(app)
-    register_request_hooks(app)
+    register_request_hooks(app, settings)
     register_blueprints(app, api)
     wrap_views(app)
     app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": hub.settings.max_message_size}

@@ -1,4 +1,4 @@
-"""Command line: ``python -m app run | web | worker | agents | migrate``."""
+"""Command line: ``python -m app run | web | worker | agents | migrate | keys ...``."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ GUNICORN_CONFIG = PROJECT_ROOT / "config" / "gunicorn.conf.py"
 
 def _prepare(settings: Settings):
     """Resolve the database, apply migrations, return (settings with URL, embedded handle)."""
+    from app.access.startup import prepare_access
     from app.database_url import resolve_database
     from app.db import db, init_database
     from app.migrations import migrate
@@ -29,11 +30,38 @@ def _prepare(settings: Settings):
     applied = migrate()
     if applied:
         log.info("migrations applied: %s", ", ".join(applied))
+    prepare_access(settings)
     db.close_all()
     return replace(settings, database_url=url), embedded
 
 
+def first_admin_key_notice(settings: Settings) -> str | None:
+    """On a database without keys, issue an admin key and say once how to use it."""
+    from app.access.keys import FIRST_ADMIN_NAME, issue_first_admin_key
+    from app.db import db, init_database
+
+    if settings.auth_disabled or settings.admin_key:
+        return None
+    init_database(settings.database_url, pool_size=1)
+    try:
+        raw = issue_first_admin_key()
+    finally:
+        db.close_all()
+    if raw is None:
+        return None
+    base = f"http://{settings.api_host}:{settings.api_port}"
+    return (
+        f"Authentication is on. This is the first start, so an admin key named "
+        f"{FIRST_ADMIN_NAME!r} was created.\n"
+        f"It is shown only now (only its hash is stored); keep it somewhere safe:\n\n"
+        f"  {raw}\n\n"
+        f"Use it as:  curl -H 'X-API-Key: {raw}' {base}/api/v1/status\n"
+        f"More keys:  python -m app keys create --name NAME --role viewer|trader|admin"
+    )
+
+
 def cmd_migrate(settings: Settings) -> int:
+    """Apply pending database migrations (the Procfile's release step)."""
     _, embedded = _prepare(settings)
     print("database is up to date")
     if embedded:
@@ -46,6 +74,7 @@ def _gunicorn_command() -> list[str]:
 
 
 def cmd_web(settings: Settings) -> int:
+    """The web process: gunicorn with gevent workers (REST and WebSocket)."""
     settings, embedded = _prepare(settings)
     try:
         return subprocess.call(_gunicorn_command(), cwd=PROJECT_ROOT)
@@ -70,12 +99,14 @@ def _run_process(settings: Settings, build) -> int:
 
 
 def cmd_worker(settings: Settings) -> int:
+    """The trading engine: market feed, matching, positions and PnL."""
     from app.engine import Engine
 
     return _run_process(settings, Engine)
 
 
 def cmd_agents(settings: Settings) -> int:
+    """The trading agents: indicators, model approvals, decisions."""
     from app.agents.runner import AgentsProcess
 
     return _run_process(settings, AgentsProcess)
@@ -89,6 +120,7 @@ def cmd_run(settings: Settings) -> int:
     from app.supervisor import Supervisor
 
     settings, embedded = _prepare(settings)
+    notice = first_admin_key_notice(settings)
     env = {**os.environ, "DATABASE_URL": settings.database_url}
     supervisor = Supervisor(settings.database_url, env, PROJECT_ROOT)
     supervisor.add("engine", [sys.executable, "-m", "app", "worker"])
@@ -112,6 +144,8 @@ def cmd_run(settings: Settings) -> int:
                 announced = True
                 database = embedded.describe() if embedded else "PostgreSQL at DATABASE_URL"
                 print(welcome(base, settings.market_feed, database), flush=True)
+                if notice:
+                    print(notice, flush=True)
             time.sleep(0.2)
     finally:
         supervisor.stop_all()
@@ -150,6 +184,22 @@ def cmd_replay_sample(settings: Settings) -> int:
     return 0
 
 
+def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
+    """Create, list or revoke API keys in the configured database."""
+    from app.access import cli
+
+    settings, embedded = _prepare(settings)
+    from app.db import db, init_database
+
+    init_database(settings.database_url, pool_size=1)
+    try:
+        return cli.run(args, settings.admin_key)
+    finally:
+        db.close_all()
+        if embedded:
+            embedded.stop()
+
+
 COMMANDS = {
     "run": cmd_run,
     "web": cmd_web,
@@ -161,14 +211,21 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    from app.access import cli
+
     parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
-    parser.add_argument("command", choices=sorted(COMMANDS), help="what to start")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, command in COMMANDS.items():
+        commands.add_parser(name, help=(command.__doc__ or "").strip().splitlines()[0])
+    cli.add_arguments(commands.add_parser("keys", help="create, list or revoke API keys"))
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.command == "keys":
+        return cmd_keys(settings, args)
     return COMMANDS[args.command](settings)
 
 

@@ -55,3 +55,22 @@ class Unavailable(CryptoFunkError):
     def __init__(self, message: str, *, retry_after: int = 1, **kwargs):
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
+
+
+class Unauthenticated(CryptoFunkError):
+    """No credential, or one that is not (or no longer) valid (401)."""
+
+
+class Forbidden(CryptoFunkError):
+    """A valid credential whose role may not do this (403)."""
+
+
+class TooManyRequests(CryptoFunkError):
+    """A rate limit is used up (429); ``retry_after`` seconds until the window resets."""
+
+    def __init__(self, message: str, *, retry_after: int, **kwargs):
+        super().__init__(message, **kwargs)
+        self.retry_after = max(1, int(retry_after))
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "retry_after": self.retry_after}

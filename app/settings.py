@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
@@ -44,6 +45,36 @@ def _origins(raw: str) -> tuple[str, ...]:
     if "*" in origins:
         raise SystemExit("CORS_ORIGINS must list origins (https://host:port), not '*'")
     return origins
+
+
+def _flag(name: str, default: bool) -> bool:
+    raw = _env(name)
+    if raw is None:
+        return default
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise SystemExit(f"{name} must be true or false, got {raw!r}")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding to ``host`` keeps the server reachable from this machine only."""
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _bind_host() -> str:
+    bind = _env("GUNICORN_BIND")
+    if bind:
+        return bind.rsplit(":", 1)[0] if not bind.startswith("unix:") else "localhost"
+    return _env("API_HOST", "127.0.0.1") or "127.0.0.1"
 
 
 def load_defaults(path: Path = DEFAULTS_FILE) -> dict:
@@ -97,6 +128,20 @@ class Settings:
     # Browser origins allowed to call the API and open the WebSocket (the server's own origin
     # always is). Never "*".
     cors_origins: tuple[str, ...] = ()
+    # Access control (see app/access). Off only on loopback.
+    auth_disabled: bool = False
+    admin_key: str | None = field(default=None, repr=False)
+    jwt_secret: str | None = field(default=None, repr=False)
+    jwt_lifetime_seconds: float = 900.0
+    ws_connections_per_key: int = 5
+    # Rate limits ("COUNT/PERIOD", ";" between windows), shared by every worker and host.
+    rate_limit_enabled: bool = True
+    rate_limit_general: str = "100/minute"
+    rate_limit_write: str = "10/minute"
+    auth_failure_limit: str = "20/minute"
+    ratelimit_storage_uri: str | None = field(default=None, repr=False)
+    # Proxies in front of the server whose X-Forwarded-For/-Proto are trusted (PaaS routers).
+    trusted_proxy_count: int = 0
     testing: bool = False
 
     @classmethod
@@ -138,6 +183,17 @@ class Settings:
             ws_send_queue=int(_number("WS_SEND_QUEUE", 256)),
             ws_write_timeout=_number("WS_WRITE_TIMEOUT", 10.0),
             cors_origins=_origins(_env("CORS_ORIGINS", "") or ""),
+            auth_disabled=_flag("AUTH_DISABLED", False),
+            admin_key=_env("CRYPTOFUNK_ADMIN_KEY"),
+            jwt_secret=_env("JWT_SECRET"),
+            jwt_lifetime_seconds=_number("JWT_EXPIRY_SECONDS", 900.0),
+            ws_connections_per_key=int(_number("WS_CONNECTIONS_PER_KEY", 5)),
+            rate_limit_enabled=_flag("RATE_LIMIT_ENABLED", True),
+            rate_limit_general=_env("RATE_LIMIT_GENERAL", "100/minute"),
+            rate_limit_write=_env("RATE_LIMIT_WRITE", "10/minute"),
+            auth_failure_limit=_env("AUTH_FAILURE_LIMIT", "20/minute"),
+            ratelimit_storage_uri=_env("RATELIMIT_STORAGE_URI"),
+            trusted_proxy_count=int(_number("TRUSTED_PROXY_COUNT", 0)),
         )
         known = {f.name for f in fields(cls)}
         unknown = set(overrides) - known
@@ -146,6 +202,7 @@ class Settings:
         settings = replace(settings, **overrides)
         if settings.llm_base_url and not settings.llm_model:
             raise SystemExit("LLM_BASE_URL is set but LLM_MODEL is not: name the model to ask")
+        _check_access(settings)
         if settings.market_feed not in MARKET_FEEDS:
             raise SystemExit(
                 f"MARKET_FEED must be one of {MARKET_FEEDS}, got {settings.market_feed!r}"
@@ -155,3 +212,29 @@ class Settings:
     @property
     def has_exchange_credentials(self) -> bool:
         return bool(self.exchange_api_key and self.exchange_api_secret)
+
+
+def _check_access(settings: Settings) -> None:
+    """Refuse settings that would expose the API or that cannot work, before anything starts."""
+    from app.access.limits import parse_limit
+    from app.errors import InvalidInput
+
+    if settings.auth_disabled and not (
+        is_loopback(settings.api_host) and is_loopback(_bind_host())
+    ):
+        raise SystemExit(
+            "AUTH_DISABLED=true is allowed only when the server binds to a loopback address "
+            f"(API_HOST is {settings.api_host!r}); create an API key instead: "
+            "python -m app keys create --name NAME --role admin"
+        )
+    if settings.admin_key is not None and len(settings.admin_key) < 32:
+        raise SystemExit("CRYPTOFUNK_ADMIN_KEY must be at least 32 characters long")
+    if settings.jwt_secret is not None and len(settings.jwt_secret) < 32:
+        raise SystemExit("JWT_SECRET must be at least 32 characters long (HS256 key)")
+    if settings.ws_connections_per_key < 1:
+        raise SystemExit("WS_CONNECTIONS_PER_KEY must be at least 1")
+    for name in ("rate_limit_general", "rate_limit_write", "auth_failure_limit"):
+        try:
+            parse_limit(getattr(settings, name), name)
+        except InvalidInput as error:
+            raise SystemExit(f"{name.upper()}: {error.details}") from None

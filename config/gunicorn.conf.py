@@ -4,6 +4,12 @@ import os
 import shutil
 import tempfile
 
+from app.web_server import install_json_errors
+
+# gunicorn answers over-long request lines (414) and headers (431) itself, before Flask:
+# in JSON too.
+install_json_errors()
+
 _host = os.environ.get("API_HOST", "127.0.0.1")
 _port = os.environ.get("API_PORT") or os.environ.get("PORT") or "8080"
 
@@ -16,6 +22,8 @@ timeout = 30
 graceful_timeout = 10
 keepalive = 5
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG")  # unset → no access log (it costs throughput)
+# Redacts ?token= (WebSocket tokens) and credential headers from every log line.
+logger_class = "app.web_server.RedactingLogger"
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")

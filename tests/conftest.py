@@ -8,10 +8,17 @@ import tempfile
 import pytest
 
 from app import create_app
+from app.access import keys
+from app.access.authenticate import key_cache
 from app.db import db
 from app.migrations import migrate
 from app.models import ALL_TABLES
 from app.settings import Settings
+from tests import live
+
+# Kept across tests (the other access tables are emptied after each one).
+FIXTURE_KEY_PREFIX = "fixture-"
+ACCESS_TABLES = ("audit_log", "rate_limit_windows", "ws_connections")
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +50,30 @@ def app(settings):
     return application
 
 
+@pytest.fixture(scope="session", autouse=True)
+def admin_key(app) -> str:
+    """An admin key for the whole run, with limits no test reaches unless it means to; live
+    servers' requests and WebSocket clients (tests/live.py) carry it too."""
+    _, raw = keys.create_key(
+        keys.KeyRequest(
+            name=f"{FIXTURE_KEY_PREFIX}admin",
+            role="admin",
+            rate_limit="1000000/minute",
+            write_limit="1000000/minute",
+            ws_connections=10_000,
+        )
+    )
+    live.API_HEADERS["X-API-Key"] = raw
+    live.http.headers["X-API-Key"] = raw
+    return raw
+
+
+def with_key(test_client, key: str):
+    """A Flask test client that sends ``key`` on every request."""
+    test_client.environ_base["HTTP_X_API_KEY"] = key
+    return test_client
+
+
 @pytest.fixture(autouse=True)
 def clean_tables(request):
     """Every test starts from empty tables (TRUNCATE is a few ms; rollback can't span requests)."""
@@ -51,10 +82,14 @@ def clean_tables(request):
         return
     yield
     db.connect(reuse_if_open=True)
-    db.execute_sql(f"TRUNCATE {', '.join(ALL_TABLES)}, ws_presence CASCADE")
+    tables = (*ALL_TABLES, *ACCESS_TABLES, "ws_presence")
+    db.execute_sql(f"TRUNCATE {', '.join(tables)} CASCADE")
+    db.execute_sql("DELETE FROM api_keys WHERE name NOT LIKE %s", (f"{FIXTURE_KEY_PREFIX}%",))
     db.close()
+    key_cache.trust(False)
 
 
 @pytest.fixture
-def client(app):
-    return app.test_client()
+def client(app, admin_key):
+    """The app's test client, authenticated as the run's admin key."""
+    return with_key(app.test_client(), admin_key)

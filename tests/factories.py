@@ -110,3 +110,13 @@ def make_decision(**overrides) -> Decision:
     if values.get("outcome", "PENDING") != "PENDING":
         values.setdefault("resolved_at", utcnow())
     return Decision.create(**values)
+
+
+def make_key(role: str = "viewer", name: str | None = None, **limits) -> str:
+    """A fresh API key with ``role``; limits default far above what a test reaches."""
+    from app.access import keys
+
+    limits.setdefault("rate_limit", "1000000/minute")
+    limits.setdefault("write_limit", "1000000/minute")
+    request = keys.KeyRequest(name=name or f"{role}-{next(_counter)}", role=role, **limits)
+    return keys.create_key(request)[1]

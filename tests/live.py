@@ -18,6 +18,10 @@ from simple_websocket import Client, ConnectionClosed
 
 from app.settings import PROJECT_ROOT
 
+# Requests to live servers carry the session's admin key (tests/conftest.py sets it).
+API_HEADERS: dict[str, str] = {}
+http = requests.Session()
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -83,8 +87,8 @@ class WebServer:
 class LiveClient:
     """A real WebSocket client that collects server messages."""
 
-    def __init__(self, url: str):
-        self.ws = Client.connect(url)
+    def __init__(self, url: str, headers: dict | None = None):
+        self.ws = Client.connect(url, headers=API_HEADERS if headers is None else headers)
 
     def send(self, message_type: str, data: dict | None = None) -> None:
         self.ws.send(json.dumps({"type": message_type, "data": data or {}}))
@@ -130,8 +134,8 @@ class LiveClient:
 
 
 @contextmanager
-def live_client(url: str):
-    client = LiveClient(url)
+def live_client(url: str, headers: dict | None = None):
+    client = LiveClient(url, headers)
     try:
         yield client
     finally:
@@ -139,7 +143,7 @@ def live_client(url: str):
 
 
 def raw_websocket(
-    port: int, receive_buffer: int = 4096, origin: str | None = None
+    port: int, receive_buffer: int = 4096, origin: str | None = None, expect: int = 101
 ) -> socket.socket:
     """A handshaken WebSocket that never reads or answers pings: the slowest possible client."""
     sock = socket.socket()
@@ -147,6 +151,7 @@ def raw_websocket(
     sock.connect(("127.0.0.1", port))
     key = base64.b64encode(os.urandom(16)).decode()
     origin_line = f"Origin: {origin}\r\n" if origin else ""
+    origin_line += "".join(f"{name}: {value}\r\n" for name, value in API_HEADERS.items())
     sock.sendall(
         (
             f"GET /api/v1/ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
@@ -157,12 +162,12 @@ def raw_websocket(
     response = b""
     while b"\r\n\r\n" not in response:
         response += sock.recv(1)
-    assert response.startswith(b"HTTP/1.1 101"), response
+    assert response.startswith(f"HTTP/1.1 {expect}".encode()), response
     return sock
 
 
 def connected_clients(server: WebServer) -> int:
-    return requests.get(server.url("/api/v1/status")).json()["websocket"]["connected_clients"]
+    return http.get(server.url("/api/v1/status")).json()["websocket"]["connected_clients"]
 
 
 def wait_until(predicate, timeout: float = 10.0, interval: float = 0.1):

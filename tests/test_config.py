@@ -9,6 +9,7 @@ import pytest
 from app import create_app
 from app.models import ConfigOverride
 from app.settings import Settings
+from tests.conftest import with_key
 
 
 def test_get_config_has_every_section(client):
@@ -26,7 +27,7 @@ def test_get_config_has_every_section(client):
     }  # fmt: skip
 
 
-def test_config_never_shows_secrets(settings):
+def test_config_never_shows_secrets(settings, admin_key):
     secret_settings = replace(
         settings,
         llm_base_url="http://user:pw@llm.local/v1",
@@ -35,7 +36,8 @@ def test_config_never_shows_secrets(settings):
         exchange_api_key="exchange-key",
         exchange_api_secret="exchange-secret",
     )
-    text = create_app(secret_settings).test_client().get("/api/v1/config").get_data(as_text=True)
+    client = with_key(create_app(secret_settings).test_client(), admin_key)
+    text = client.get("/api/v1/config").get_data(as_text=True)
     for secret in ("sk-super-secret", "exchange-key", "exchange-secret", "pw@", "llm.local"):
         assert secret not in text
     assert '"primary_model":"gpt-x"' in text

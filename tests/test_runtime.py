@@ -27,7 +27,7 @@ from app.trading.market import record_tick
 from app.trading.orders import OrderRequest, place_order
 from app.trading.sessions import pause_session, resume_session, start_session
 from tests.fake_llm import FakeLLM
-from tests.live import WebServer, live_client, start_worker, wait_until
+from tests.live import WebServer, http, live_client, start_worker, wait_until
 from tests.test_engine import place_market_orders
 from tests.test_orchestrator import CANDLE, uptrend, write_candles
 
@@ -214,19 +214,19 @@ def test_an_exhausted_pool_answers_503_quickly_and_health_stays_200(app, databas
         body = {"symbol": "BTC/USDT", "side": "BUY", "type": "MARKET", "quantity": 0.1}
         waiting = threading.Thread(
             target=lambda: answers.append(
-                requests.post(server.url("/api/v1/orders"), json=body, timeout=10)
+                http.post(server.url("/api/v1/orders"), json=body, timeout=10)
             )
         )
         waiting.start()  # holds the only pooled connection while it waits on the lock
         time.sleep(0.5)
         started = time.monotonic()
-        listed = requests.get(server.url("/api/v1/orders"), timeout=10)
+        listed = http.get(server.url("/api/v1/orders"), timeout=10)
         assert listed.status_code == 503
         assert listed.json()["error"] == "database busy"
         assert listed.headers["Retry-After"] == "1"
         assert time.monotonic() - started < 2.5
         started = time.monotonic()
-        health = requests.get(server.url("/health"), timeout=5)
+        health = http.get(server.url("/health"), timeout=5)
         assert (health.status_code, health.json()["pool"]) == (200, "exhausted")
         assert time.monotonic() - started < 1.0
         waiting.join(timeout=10)
@@ -235,7 +235,7 @@ def test_an_exhausted_pool_answers_503_quickly_and_health_stays_200(app, databas
         assert placed.json()["error"] == "database busy"
         assert "Retry-After" in placed.headers
         locker.rollback()
-        assert requests.get(server.url("/api/v1/orders"), timeout=5).status_code == 200
+        assert http.get(server.url("/api/v1/orders"), timeout=5).status_code == 200
         assert Order.select().count() == 0
     finally:
         locker.close()
@@ -248,21 +248,25 @@ def test_a_database_restart_costs_no_503s_and_events_resume_within_a_second():
     data_dir = tempfile.mkdtemp(prefix="cfr-", dir="/tmp")
     postgres = EmbeddedPostgres(data_dir, cleanup_mode="stop")
     url = postgres.url("restart")
+    # A fresh database: its admin key comes from the environment, as on a PaaS deploy.
+    bootstrap = "restart-test-bootstrap-key-of-32-chars+"
     subprocess.run(
         [sys.executable, "-m", "app", "migrate"],
         cwd=PROJECT_ROOT,
-        env={"PATH": "/usr/bin:/bin", "DATABASE_URL": url},
+        env={"PATH": "/usr/bin:/bin", "DATABASE_URL": url, "CRYPTOFUNK_ADMIN_KEY": bootstrap},
         check=True,
         capture_output=True,
     )
     server = WebServer(url, workers=1)
+    http = requests.Session()
+    http.headers["X-API-Key"] = bootstrap
     try:
-        with live_client(server.ws_url) as client:
+        with live_client(server.ws_url, headers={"X-API-Key": bootstrap}) as client:
             client.send("subscribe", {"types": ["system_status"]})
             client.next_of("subscribed")
             # Several pooled connections, all of which the restart will kill.
             threads = [
-                threading.Thread(target=requests.get, args=(server.url("/api/v1/orders"),))
+                threading.Thread(target=http.get, args=(server.url("/api/v1/orders"),))
                 for _ in range(6)
             ]
             for thread in threads:
@@ -272,7 +276,7 @@ def test_a_database_restart_costs_no_503s_and_events_resume_within_a_second():
             postgres.stop()
             postgres = EmbeddedPostgres(data_dir, cleanup_mode="stop")
             restarted = time.monotonic()
-            status = [requests.get(server.url("/api/v1/orders")).status_code for _ in range(30)]
+            status = [http.get(server.url("/api/v1/orders")).status_code for _ in range(30)]
             assert status == [200] * 30
             client.next_of("system_status", timeout=5, status="events_reconnected")
             assert time.monotonic() - restarted < 3

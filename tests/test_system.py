@@ -9,6 +9,7 @@ import pytest
 
 from app import create_app
 from app.db import init_database
+from tests.conftest import with_key
 from tests.factories import make_order, make_session
 
 UPTIME = re.compile(r"^(\d+h)?(\d+m)?\d+s$")
@@ -34,8 +35,16 @@ def test_health_reports_healthy_with_uptime(client, path):
     assert UPTIME.match(body["uptime"])
 
 
-def test_health_is_503_json_when_database_unreachable(settings, database_url):
-    broken = create_app(replace(settings, database_url="postgresql://nobody@127.0.0.1:1/none"))
+def test_health_is_503_json_when_database_unreachable(settings, database_url, admin_key):
+    unreachable = "postgresql://nobody@127.0.0.1:1/none"
+    guarded = with_key(create_app(replace(settings, database_url=unreachable)).test_client(),
+                       admin_key)  # fmt: skip
+    # With access control on, a credential cannot be checked without the database.
+    assert guarded.get("/api/v1/status").status_code == 503
+    assert guarded.get("/api/v1/status").json["error"] == "database unavailable"
+    broken = create_app(
+        replace(settings, database_url=unreachable, auth_disabled=True, rate_limit_enabled=False)
+    )
     try:
         for path in ("/health", "/api/v1/health"):
             response = broken.test_client().get(path)
@@ -147,14 +156,14 @@ def test_non_json_body_is_json_415(client):
     assert response.json["error"] == "unsupported media type"
 
 
-def test_unexpected_exception_is_json_500_without_traceback(settings):
+def test_unexpected_exception_is_json_500_without_traceback(settings, admin_key):
     app = create_app(settings)
 
     @app.get("/boom")
     def boom():
         raise RuntimeError("secret internals")
 
-    response = app.test_client().get("/boom")
+    response = with_key(app.test_client(), admin_key).get("/boom")
     assert response.status_code == 500
     assert response.json == {"error": "internal server error"}
     assert "secret" not in response.get_data(as_text=True)

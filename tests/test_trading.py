@@ -10,6 +10,7 @@ import pytest
 
 from app import create_app
 from app.models import Order, TradingSession
+from tests.conftest import with_key
 from tests.factories import make_order, make_position, make_session, make_trade
 
 
@@ -69,10 +70,11 @@ def test_live_mode_without_credentials_is_refused_not_downgraded(client):
     assert TradingSession.select().count() == 0
 
 
-def test_live_mode_with_credentials_is_still_refused_without_a_connector(settings):
+def test_live_mode_with_credentials_is_still_refused_without_a_connector(settings, admin_key):
     app = create_app(replace(settings, exchange_api_key="k", exchange_api_secret="s"))
-    app.test_client().patch("/api/v1/config", json={"trading_mode": "live"})
-    response = start(app.test_client(), mode="LIVE")
+    client = with_key(app.test_client(), admin_key)
+    client.patch("/api/v1/config", json={"trading_mode": "live"})
+    response = start(client, mode="LIVE")
     assert response.status_code == 400
     assert response.json["error"] == "LIVE trading is not available in this deployment"
 
@@ -185,13 +187,13 @@ def test_start_without_initial_capital_takes_the_configured_one(client):
     assert session.cash == 2500
 
 
-def test_live_is_switched_off_while_trading_mode_is_paper(settings):
+def test_live_is_switched_off_while_trading_mode_is_paper(settings, admin_key):
     from dataclasses import replace
 
     from app import create_app
 
     configured = replace(settings, exchange_api_key="k", exchange_api_secret="s")
-    client = create_app(configured).test_client()
+    client = with_key(create_app(configured).test_client(), admin_key)
     response = client.post("/api/v1/trade/start", json={"symbol": "BTC/USDT", "mode": "LIVE"})
     assert response.status_code == 400
     assert response.json["error"] == "LIVE trading is switched off"

@@ -11,8 +11,11 @@ def register_blueprints(app: Flask, api: RestApi) -> None:
     """Attach every resource blueprint to the app (and so to the OpenAPI document)."""
     from app.api import (
         agents,
+        audit,
+        auth,
         config,
         decisions,
+        keys,
         market,
         orders,
         positions,
@@ -34,5 +37,8 @@ def register_blueprints(app: Flask, api: RestApi) -> None:
         config,
         decisions,
         market,
+        auth,
+        keys,
+        audit,
     ):
         api.register_blueprint(module.blp)

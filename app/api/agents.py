@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from app.access.roles import Role
 from app.agents import registry
+from app.api.access import requires
 from app.api.base import ApiBlueprint
 from app.errors import InvalidInput
 from app.schemas.agents import (
@@ -25,6 +27,7 @@ def _valid_name(name: str) -> str:
 
 
 @blp.get("")
+@requires(Role.VIEWER)
 @blp.response(200, AgentListSchema)
 def list_agents():
     """Get status of all registered trading agents."""
@@ -33,6 +36,7 @@ def list_agents():
 
 
 @blp.get("/<name>")
+@requires(Role.VIEWER)
 @blp.response(200, AgentEnvelopeSchema)
 @blp.alt_response(404, schema=ErrorSchema, description="Agent not found")
 def get_agent(name: str):
@@ -41,6 +45,7 @@ def get_agent(name: str):
 
 
 @blp.get("/<name>/status")
+@requires(Role.VIEWER)
 @blp.response(200, AgentHealthSchema)
 @blp.alt_response(404, schema=ErrorSchema, description="Agent not found")
 def agent_status(name: str):
@@ -49,6 +54,7 @@ def agent_status(name: str):
 
 
 @blp.post("/<name>/heartbeat")
+@requires(Role.TRADER, audited=False)
 @blp.arguments(HeartbeatArgs, required=False)
 @blp.response(200, AgentHeartbeatResultSchema, description="Heartbeat recorded")
 @blp.alt_response(201, schema=AgentHeartbeatResultSchema, description="Agent registered")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from app import runtime_config
+from app.access.roles import Role
+from app.api.access import requires
 from app.api.base import ApiBlueprint, settings
 from app.schemas.common import ErrorSchema
 from app.schemas.config import ConfigDocumentSchema, ConfigUpdateArgs, ConfigUpdatedSchema
@@ -11,6 +13,7 @@ blp = ApiBlueprint("config", __name__, url_prefix="/api/v1/config", description=
 
 
 @blp.get("")
+@requires(Role.VIEWER)
 @blp.response(200, ConfigDocumentSchema)
 def get_config():
     """Get current system configuration (sanitised: no API keys or secrets)."""
@@ -18,6 +21,7 @@ def get_config():
 
 
 @blp.patch("")
+@requires(Role.ADMIN)
 @blp.arguments(ConfigUpdateArgs)
 @blp.response(200, ConfigUpdatedSchema)
 @blp.alt_response(400, schema=ErrorSchema, description="Unknown field or invalid value")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from app.access.roles import Role
 from app.agents import decisions
+from app.api.access import requires
 from app.api.base import ApiBlueprint
 from app.identifiers import parse_uuid
 from app.models import format_timestamp
@@ -35,6 +37,7 @@ def _echo(args: dict) -> dict:
 
 
 @blp.get("")
+@requires(Role.VIEWER)
 @blp.arguments(DecisionListArgs, location="query")
 @blp.response(200, DecisionListSchema)
 def list_decisions(args: dict):
@@ -46,6 +49,7 @@ def list_decisions(args: dict):
 
 
 @blp.get("/stats")
+@requires(Role.VIEWER)
 @blp.arguments(DecisionFilterArgs, location="query")
 @blp.response(200, DecisionStatsSchema)
 def stats(args: dict):
@@ -54,6 +58,7 @@ def stats(args: dict):
 
 
 @blp.get("/<decision_id>")
+@requires(Role.VIEWER)
 @blp.response(200, DecisionDetailSchema)
 @blp.alt_response(400, schema=ErrorSchema, description="Invalid decision ID")
 @blp.alt_response(404, schema=ErrorSchema, description="Decision not found")
@@ -63,6 +68,7 @@ def get_decision(decision_id: str):
 
 
 @blp.get("/<decision_id>/similar")
+@requires(Role.VIEWER)
 @blp.arguments(SimilarArgs, location="query")
 @blp.response(200, SimilarListSchema)
 @blp.alt_response(400, schema=ErrorSchema, description="Invalid decision ID or limit")
@@ -75,6 +81,7 @@ def similar(args: dict, decision_id: str):
 
 
 @blp.post("")
+@requires(Role.TRADER)
 @blp.arguments(NewDecisionArgs)
 @blp.response(201, DecisionCreatedSchema)
 @blp.alt_response(400, schema=ErrorSchema, description="Invalid decision")

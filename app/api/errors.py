@@ -9,14 +9,26 @@ from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from app.db import CONNECTION_ERRORS, PoolExhausted, db, is_timeout
-from app.errors import Conflict, CryptoFunkError, InvalidInput, NotFound, Unavailable
+from app.errors import (
+    Conflict,
+    CryptoFunkError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    TooManyRequests,
+    Unauthenticated,
+    Unavailable,
+)
 
 log = logging.getLogger(__name__)
 
 STATUS_BY_ERROR: tuple[tuple[type[CryptoFunkError], int], ...] = (
     (InvalidInput, 400),
+    (Unauthenticated, 401),
+    (Forbidden, 403),
     (NotFound, 404),
     (Conflict, 409),
+    (TooManyRequests, 429),
     (Unavailable, 503),
 )
 
@@ -69,8 +81,10 @@ def render_http_exception(error: HTTPException):
 def render_domain_error(error: CryptoFunkError):
     response = jsonify(error.to_dict())
     response.status_code = status_for(error)
-    if isinstance(error, Unavailable):
+    if isinstance(error, Unavailable | TooManyRequests):
         response.headers["Retry-After"] = str(error.retry_after)
+    if isinstance(error, Unauthenticated):
+        response.headers["WWW-Authenticate"] = 'Bearer realm="cryptofunk"'
     return response
 
 

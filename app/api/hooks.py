@@ -9,9 +9,11 @@ from urllib.parse import urlsplit
 
 from flask import Flask, current_app, g, jsonify, request
 
-from app.api.ws import WS_PATH
+from app.api.access import register_access_control
 from app.db import CONNECTION_ERRORS, close_request_connection, db, is_retryable, is_timeout
 from app.metrics import LATENCY, REQUESTS
+from app.realtime.protocol import WS_PATH
+from app.settings import Settings
 
 log = logging.getLogger(__name__)
 READ_METHODS = ("GET", "HEAD")
@@ -36,8 +38,11 @@ def _refuse_nul_in_query():
     return None
 
 
-def _require_json_body():
+def _start_timer():
     g.started = time.perf_counter()
+
+
+def _require_json_body():
     if request.method not in BODY_METHODS:
         return None
     has_body = (request.content_length or 0) > 0 or request.headers.get("Transfer-Encoding")
@@ -111,13 +116,17 @@ def _observe(response):
     return response
 
 
-def register_request_hooks(app: Flask) -> None:
+def register_request_hooks(app: Flask, settings: Settings) -> None:
+    """Before a view: timer, Origin check, access control, body and query checks (in this
+    order: a caller without a credential learns nothing about its request's shape)."""
+    app.before_request(_start_timer)
+    app.before_request(_refuse_foreign_websocket)
+    register_access_control(app, settings)
     app.before_request(_require_json_body)
     app.before_request(_refuse_nul_in_query)
     app.after_request(_observe)
     app.after_request(_security_headers)
     app.after_request(_cors)
-    app.before_request(_refuse_foreign_websocket)
     app.teardown_request(close_request_connection)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from app.access.roles import Role
+from app.api.access import requires
 from app.api.base import ApiBlueprint
 from app.schemas.common import ErrorSchema
 from app.schemas.market import (
@@ -18,6 +20,7 @@ blp = ApiBlueprint("market", __name__, url_prefix="/api/v1/market", description=
 
 
 @blp.get("/prices")
+@requires(Role.VIEWER)
 @blp.arguments(PriceListArgs, location="query")
 @blp.response(200, PriceListSchema)
 def list_prices(args: dict):
@@ -27,6 +30,7 @@ def list_prices(args: dict):
 
 
 @blp.get("/prices/<path:symbol>")
+@requires(Role.VIEWER)
 @blp.response(200, PriceEnvelopeSchema)
 @blp.alt_response(404, schema=ErrorSchema, description="No price yet for the symbol")
 def get_price(symbol: str):
@@ -35,6 +39,7 @@ def get_price(symbol: str):
 
 
 @blp.post("/prices")
+@requires(Role.TRADER, audited=False)
 @blp.arguments(TickArgs)
 @blp.response(201, PriceResultSchema)
 @blp.alt_response(400, schema=ErrorSchema, description="Invalid tick")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from app.access.roles import Role
+from app.api.access import requires
 from app.api.base import ApiBlueprint, settings
 from app.identifiers import parse_uuid
 from app.schemas.common import ErrorSchema, page_of
@@ -18,6 +20,7 @@ blp = ApiBlueprint("orders", __name__, url_prefix="/api/v1/orders", description=
 
 
 @blp.get("")
+@requires(Role.VIEWER)
 @blp.arguments(OrderListArgs, location="query")
 @blp.response(200, OrderListSchema)
 def list_orders(args: dict):
@@ -27,6 +30,7 @@ def list_orders(args: dict):
 
 
 @blp.get("/<order_id>")
+@requires(Role.VIEWER)
 @blp.response(200, OrderEnvelopeSchema)
 @blp.alt_response(400, schema=ErrorSchema, description="Invalid order ID format")
 @blp.alt_response(404, schema=ErrorSchema, description="Order not found")
@@ -36,6 +40,7 @@ def get_order(order_id: str):
 
 
 @blp.post("")
+@requires(Role.TRADER)
 @blp.arguments(CreateOrderArgs)
 @blp.response(201, OrderResultSchema)
 @blp.alt_response(400, schema=ErrorSchema, description="Invalid body or no active session")
@@ -50,6 +55,7 @@ def create_order(args: dict):
 
 
 @blp.delete("/<order_id>")
+@requires(Role.TRADER)
 @blp.response(200, OrderResultSchema)
 @blp.alt_response(400, schema=ErrorSchema, description="Order cannot be cancelled")
 @blp.alt_response(404, schema=ErrorSchema, description="Order not found")

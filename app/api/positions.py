@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from app.access.roles import Role
+from app.api.access import requires
 from app.api.base import ApiBlueprint
 from app.schemas.common import ErrorSchema, page_of
 from app.schemas.positions import (
@@ -17,6 +19,7 @@ blp = ApiBlueprint("positions", __name__, url_prefix="/api/v1/positions", descri
 
 
 @blp.get("")
+@requires(Role.VIEWER)
 @blp.arguments(PositionListArgs, location="query")
 @blp.response(200, PositionListSchema)
 def list_positions(args: dict):
@@ -26,6 +29,7 @@ def list_positions(args: dict):
 
 
 @blp.get("/<path:symbol>")
+@requires(Role.VIEWER)
 @blp.arguments(LatestPositionArgs, location="query")
 @blp.response(200, PositionEnvelopeSchema)
 @blp.alt_response(404, schema=ErrorSchema, description="Position not found for symbol")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from app.access.roles import Role
+from app.api.access import requires
 from app.api.base import ApiBlueprint
 from app.identifiers import parse_uuid
 from app.schemas.common import ErrorSchema, page_of
@@ -18,6 +20,7 @@ blp = ApiBlueprint("sessions", __name__, url_prefix="/api/v1/sessions", descript
 
 
 @blp.get("")
+@requires(Role.VIEWER)
 @blp.arguments(SessionListArgs, location="query")
 @blp.response(200, SessionListSchema)
 def list_sessions(args: dict):
@@ -27,6 +30,7 @@ def list_sessions(args: dict):
 
 
 @blp.get("/<session_id>")
+@requires(Role.VIEWER)
 @blp.response(200, SessionEnvelopeSchema)
 @blp.alt_response(400, schema=ErrorSchema, description="Invalid session ID format")
 @blp.alt_response(404, schema=ErrorSchema, description="Session not found")
@@ -36,6 +40,7 @@ def get_session(session_id: str):
 
 
 @blp.get("/<session_id>/equity")
+@requires(Role.VIEWER)
 @blp.arguments(EquityCurveArgs, location="query")
 @blp.response(200, EquityCurveSchema)
 @blp.alt_response(400, schema=ErrorSchema, description="Invalid session ID or query")

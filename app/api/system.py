@@ -6,6 +6,8 @@ import time
 
 from flask import Response
 
+from app.access.roles import Role
+from app.api.access import requires, unlimited_public
 from app.api.base import ApiBlueprint, settings
 from app.db import CONNECTION_ERRORS, PoolExhausted, db, probe
 from app.metrics import render
@@ -48,6 +50,7 @@ def health_body() -> tuple[dict, int]:
 
 
 @root.get("/")
+@requires(None)
 @root.response(200, InfoSchema)
 def info():
     """Get API information."""
@@ -55,6 +58,7 @@ def info():
 
 
 @root.get("/health")
+@unlimited_public
 @root.response(200, HealthSchema, description="API and database are healthy")
 @root.alt_response(503, schema=HealthSchema, description="Database unreachable")
 def health_root():
@@ -63,6 +67,7 @@ def health_root():
 
 
 @root.get("/metrics")
+@requires(Role.VIEWER)
 @root.doc(
     responses={"200": {"description": "Prometheus text format", "content": {"text/plain": {}}}}
 )
@@ -73,6 +78,7 @@ def metrics():
 
 
 @blp.get("/health")
+@unlimited_public
 @blp.response(200, HealthSchema, description="API and database are healthy")
 @blp.alt_response(503, schema=HealthSchema, description="Database unreachable")
 def health():
@@ -82,6 +88,7 @@ def health():
 
 
 @blp.get("/status")
+@requires(Role.VIEWER)
 @blp.response(200, StatusSchema)
 def status():
     """Detailed system status including all components."""

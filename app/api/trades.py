@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from app.access.roles import Role
+from app.api.access import requires
 from app.api.base import ApiBlueprint
 from app.schemas.common import page_of
 from app.schemas.trades import TradeListArgs, TradeListSchema
@@ -11,6 +13,7 @@ blp = ApiBlueprint("trades", __name__, url_prefix="/api/v1/trades", description=
 
 
 @blp.get("")
+@requires(Role.VIEWER)
 @blp.arguments(TradeListArgs, location="query")
 @blp.response(200, TradeListSchema)
 def list_trades(args: dict):

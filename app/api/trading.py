@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from app.access.roles import Role
+from app.api.access import requires
 from app.api.base import ApiBlueprint, settings
 from app.schemas.common import ErrorSchema
 from app.schemas.sessions import (
@@ -18,6 +20,7 @@ blp = ApiBlueprint("trading", __name__, url_prefix="/api/v1/trade", description=
 
 
 @blp.post("/start")
+@requires(Role.TRADER)
 @blp.arguments(StartTradingArgs)
 @blp.response(201, StartedSchema)
 @blp.alt_response(400, schema=ErrorSchema, description="Invalid body, or LIVE without credentials")
@@ -40,6 +43,7 @@ def start(args: dict):
 
 
 @blp.post("/stop")
+@requires(Role.TRADER)
 @blp.arguments(StopTradingArgs)
 @blp.response(200, StoppedSchema)
 @blp.alt_response(400, schema=ErrorSchema, description="Session already stopped")
@@ -60,6 +64,7 @@ def stop(args: dict):
 
 
 @blp.post("/pause")
+@requires(Role.TRADER)
 @blp.arguments(SessionRefArgs)
 @blp.response(200, PausedSchema)
 @blp.alt_response(400, schema=ErrorSchema, description="Session is not RUNNING")
@@ -79,6 +84,7 @@ def pause(args: dict):
 
 
 @blp.post("/resume")
+@requires(Role.TRADER)
 @blp.arguments(SessionRefArgs)
 @blp.response(200, PausedSchema)
 @blp.alt_response(400, schema=ErrorSchema, description="Session is not PAUSED")

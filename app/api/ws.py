@@ -5,12 +5,15 @@ from __future__ import annotations
 from flask import request
 from flask_sock import Sock
 
+from app.access.ratelimit import GENERAL
+from app.access.roles import Role
+from app.api.access import requires
 from app.api.base import settings
 from app.db import close_request_connection
 from app.realtime.hub import hub
+from app.realtime.protocol import WS_PATH
 
 sock = Sock()
-WS_PATH = "/api/v1/ws"
 
 
 def decline_compression():
@@ -25,6 +28,7 @@ def decline_compression():
 
 
 @sock.route(WS_PATH)
+@requires(Role.VIEWER, counts_as=GENERAL, audited=False)
 def events(ws):
     """Stream events to one client; the request holds no pooled database connection."""
     close_request_connection()

@@ -15,6 +15,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import gevent
@@ -25,9 +26,10 @@ from gevent.select import select
 from simple_websocket import ConnectionClosed
 from wsproto.events import CloseConnection, Ping
 
-from app.db import CONNECTION_ERRORS, connect_kwargs, db
+from app.db import connect_kwargs
 from app.errors import InvalidInput
 from app.realtime.frames import text_frame
+from app.realtime.presence import forget_process, record_presence
 from app.realtime.protocol import (
     Event,
     Subscription,
@@ -215,6 +217,19 @@ class Hub:
         self.stopping = False
         self._presence_changed = GeventEvent()
         self._greenlets: list[gevent.Greenlet] = []
+        self._channels: dict[str, Callable[[str], None]] = {}
+        self._listening_watchers: list[Callable[[bool], None]] = []
+
+    def watch(self, channel: str, on_notify, on_listening) -> None:
+        """Also LISTEN on ``channel``: ``on_notify(payload)`` per notification, and
+        ``on_listening(bool)`` whenever the listener (re)connects or loses the database."""
+        self._channels[channel] = on_notify
+        self._listening_watchers.append(on_listening)
+
+    def _set_listening(self, listening: bool) -> None:
+        self.listening = listening
+        for watcher in self._listening_watchers:
+            watcher(listening)
 
     # -- lifecycle -------------------------------------------------------------------------
     def ensure_started(self, settings: Settings) -> None:
@@ -241,13 +256,7 @@ class Hub:
         for client in closing:
             client.finished.wait(timeout=max(0.0, deadline - time.monotonic()))
         if self.process_id is not None:
-            try:
-                with db.connection_context():
-                    db.execute_sql(
-                        "DELETE FROM ws_presence WHERE process_id = %s", (self.process_id,)
-                    )
-            except CONNECTION_ERRORS:
-                log.warning("could not remove the presence row of %s", self.process_id)
+            forget_process(self.process_id)
 
     # -- clients -------------------------------------------------------------------------
     def attach(self, ws) -> ClientConnection:
@@ -328,8 +337,9 @@ class Hub:
                 conn = psycopg2.connect(**connect_kwargs(self.database_url))
                 conn.autocommit = True
                 with conn.cursor() as cursor:
-                    cursor.execute(f"LISTEN {CHANNEL}")
-                self.listening = True
+                    for channel in (CHANNEL, *self._channels):
+                        cursor.execute(f"LISTEN {channel}")
+                self._set_listening(True)
                 backoff = RECONNECT_BACKOFF_START
                 if connected_before:
                     log.info("event listener reconnected")
@@ -347,7 +357,7 @@ class Hub:
                 # Whatever went wrong, this process's clients depend on the listener: go on.
                 log.exception("event listener failed; retrying in %.1fs", backoff)
             finally:
-                self.listening = False
+                self._set_listening(False)
                 if conn is not None and not conn.closed:
                     conn.close()
             if self.stopping:
@@ -363,28 +373,20 @@ class Hub:
                     cursor.execute("SELECT 1")
             conn.poll()
             while conn.notifies:
-                self.broadcast(conn.notifies.pop(0).payload)
+                notify = conn.notifies.pop(0)
+                handler = self._channels.get(notify.channel)
+                if handler is not None:
+                    handler(notify.payload)
+                else:
+                    self.broadcast(notify.payload)
 
     # -- presence ------------------------------------------------------------------------
     def _presence_loop(self) -> None:
         while not self.stopping:
             self._presence_changed.wait(timeout=PRESENCE_REFRESH_SECONDS)
             self._presence_changed.clear()
-            try:
-                with db.connection_context():
-                    db.execute_sql(
-                        "INSERT INTO ws_presence (process_id, clients, seen_at) "
-                        "VALUES (%s, %s, now()) ON CONFLICT (process_id) "
-                        "DO UPDATE SET clients = EXCLUDED.clients, seen_at = EXCLUDED.seen_at",
-                        (self.process_id, len(self.clients)),
-                    )
-            except CONNECTION_ERRORS as exc:
-                log.warning("could not record WebSocket presence: %s", exc)
+            if not record_presence(self.process_id, len(self.clients)):
                 self._presence_changed.set()  # retry soon: the count must not go stale
-            except Exception:
-                # Pool exhaustion (MaxConnectionsExceeded) and the like: log, retry, never die.
-                log.exception("could not record WebSocket presence")
-                self._presence_changed.set()
             # Bursts of connects and disconnects are written at most twice a second.
             gevent.sleep(0.5)
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from app.errors import InvalidInput
 from app.symbols import normalize_symbol
 
+WS_PATH = "/api/v1/ws"
 EVENT_TYPES = (
     "position_update",
     "order_update",
