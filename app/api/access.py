@@ -80,6 +80,9 @@ def requires(role: Role | None, *, counts_as: str | None = None, audited: bool =
     against (default: writes for state-changing methods, else general; set explicitly for
     exceptions), and whether its writes are audited."""
 
+    if role is None and counts_as is None:
+        counts_as = GENERAL  # anonymous callers are counted per address
+
     def decorate(view):
         documented = Blueprint.doc(**_document(RouteAccess(role, counts_as or GENERAL)))(view)
         documented.access_declared = RouteAccess(role, counts_as, audited)
