@@ -31,6 +31,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.api import register_blueprints
     from app.api.access import SECURED, declare_security
     from app.api.base import RestApi
+    from app.api.converters import register_converters
     from app.api.errors import register_error_handlers
     from app.api.hooks import register_request_hooks, wrap_views
     from app.api.ws import decline_compression, sock
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         count = settings.trusted_proxy_count
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
     api = RestApi(app)
+    register_converters(app, api)
     declare_security(api)
     register_error_handlers(app)
     register_request_hooks(app, settings)

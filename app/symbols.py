@@ -7,6 +7,8 @@ import re
 from app.errors import InvalidInput
 
 _SYMBOL = re.compile(r"^([A-Za-z0-9]{1,20})[/-]([A-Za-z0-9]{1,20})$")
+# The same rule for the OpenAPI document (without the groups).
+SYMBOL_PATTERN = r"^[A-Za-z0-9]{1,20}[/-][A-Za-z0-9]{1,20}$"
 
 
 def normalize_symbol(raw: str, field: str = "symbol") -> str:

@@ -26,7 +26,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import requests
-from common import ROOT, bench_database, percentile
+from common import OPEN_ACCESS, ROOT, bench_database, percentile
 
 from app.agents.market_view import bucket_start
 from app.db import db
@@ -62,7 +62,7 @@ def run(database_url: str, sessions: int, model_seconds: float, seconds: float) 
     manual = start_session("BTC/USDT", Decimal(10**8), "PAPER", live_credentials=False)
     record_tick("BTC/USDT", Decimal(65000))
     model = FakeLLM(delay=model_seconds)
-    web = WebServer(database_url, workers=1, LOG_LEVEL="warning")
+    web = WebServer(database_url, workers=1, LOG_LEVEL="warning", **OPEN_ACCESS)
     env = {
         **os.environ,
         "DATABASE_URL": database_url,

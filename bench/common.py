@@ -16,6 +16,10 @@ sys.path.insert(0, str(ROOT))
 from app.db import db, init_database  # noqa: E402
 from app.migrations import migrate  # noqa: E402
 
+# These benchmarks measure the engine, agents and event path, not access control (that is
+# bench/access_cost.py): their servers run on loopback without keys or rate limits.
+OPEN_ACCESS = {"AUTH_DISABLED": "true", "RATE_LIMIT_ENABLED": "false"}
+
 
 @contextmanager
 def bench_database() -> Iterator[str]:

@@ -33,7 +33,7 @@ from decimal import Decimal  # noqa: E402
 
 import gevent  # noqa: E402
 import requests  # noqa: E402
-from common import ROOT, bench_database, percentile  # noqa: E402
+from common import OPEN_ACCESS, ROOT, bench_database, percentile  # noqa: E402
 from peewee import fn  # noqa: E402
 from psycogreen.gevent import patch_psycopg  # noqa: E402
 
@@ -129,7 +129,7 @@ def intake(orders: int, sessions: int) -> dict:
 def fill_lag(database_url: str, clients: int, rate: float, seconds: float) -> dict:
     reset()
     update_config({"max_position_size": 1, "max_positions": 100})
-    web = WebServer(database_url, workers=2, LOG_LEVEL="warning")
+    web = WebServer(database_url, workers=2, LOG_LEVEL="warning", **OPEN_ACCESS)
     env = {**os.environ, "DATABASE_URL": database_url, "MARKET_FEED": "manual"}
     env["LOG_LEVEL"] = "warning"
     engine = subprocess.Popen([sys.executable, "-m", "app", "worker"], cwd=ROOT, env=env)

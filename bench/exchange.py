@@ -24,7 +24,7 @@ import time
 from decimal import Decimal
 
 import requests
-from common import ROOT, bench_database, percentile
+from common import OPEN_ACCESS, ROOT, bench_database, percentile
 
 from app.db import db
 from app.models import ALL_TABLES
@@ -90,7 +90,7 @@ def tick_throughput(ticks: int, orders: int, sessions: int) -> dict:
 def order_latency(database_url: str, count: int) -> dict:
     reset()
     update_config({"max_position_size": 1})
-    web = WebServer(database_url, workers=1, LOG_LEVEL="warning")
+    web = WebServer(database_url, workers=1, LOG_LEVEL="warning", **OPEN_ACCESS)
     env = {
         **os.environ,
         "DATABASE_URL": database_url,

@@ -20,14 +20,14 @@ import time
 
 import psycopg2
 import requests
-from common import ROOT, bench_database, percentile
+from common import OPEN_ACCESS, ROOT, bench_database, percentile
 
 from app.db import connect_kwargs
 from tests.live import WebServer
 
 
 def run(database_url: str, clients: int, rate: float, seconds: float) -> dict:
-    web = WebServer(database_url, workers=1, LOG_LEVEL="warning")
+    web = WebServer(database_url, workers=1, LOG_LEVEL="warning", **OPEN_ACCESS)
     load = subprocess.Popen(
         [
             sys.executable,

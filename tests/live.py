@@ -61,8 +61,9 @@ class WebServer:
                     return
             except requests.ConnectionError:
                 time.sleep(0.1)
+        log = self.log()
         self.stop()
-        raise AssertionError("gunicorn did not start")
+        raise AssertionError(f"gunicorn did not start:\n{log[-4000:]}")
 
     def log(self) -> str:
         """What the server printed, for failure messages."""

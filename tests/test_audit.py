@@ -56,7 +56,7 @@ def test_refused_attempts_are_recorded_but_not_price_posts_or_heartbeats(client,
     summary = [(row["key_name"], row["method"], row["route"], row["status"]) for row in rows]
     assert summary == [
         ("tight", "GET", "/api/v1/orders", 429),
-        ("watcher", "DELETE", "/api/v1/keys/<name>", 403),
+        ("watcher", "DELETE", "/api/v1/keys/{name}", 403),
         (None, "GET", "/api/v1/orders", 401),
         (None, "PATCH", "/api/v1/config", 401),
     ]

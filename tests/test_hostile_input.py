@@ -72,3 +72,63 @@ def test_a_chunked_body_under_the_limit_is_read_whole(client):
         environ_overrides={"wsgi.input_terminated": True, "HTTP_TRANSFER_ENCODING": "chunked"},
     )
     assert response.status_code == 201, response.json
+
+
+# -- the malformed-input matrix: every write route of the document x every malformed body ----
+
+MALFORMED = {
+    "huge integer": ('{"x": %s}' % ("9" * 5000), (400,)),
+    "deep nesting": ("[" * 1000 + "]" * 1000, (400,)),
+    "deep object": ('{"a": ' * 1000 + "1" + "}" * 1000, (400,)),
+    "nul in text": ('{"name": "a\\u0000b", "symbol": "a\\u0000b"}', (400,)),
+    "lone surrogate": ('{"name": "\\ud800", "symbol": "\\ud800"}', (400,)),
+    "not json": ("{'single': quotes}", (400,)),
+    "truncated": ('{"symbol": "BTC/USDT", ', (400,)),
+    "array": ("[1, 2, 3]", (400,)),
+    "string": ('"text"', (400,)),
+    "number": ("42", (400,)),
+    "null": ("null", (400,)),
+    "NaN": ('{"price": NaN, "quantity": NaN, "initial_capital": NaN}', (400,)),
+    "Infinity": ('{"price": Infinity, "initial_capital": -Infinity}', (400,)),
+    "wrong types": ('{"symbol": 1, "side": [], "name": {}, "role": 2, "price": "x"}', (400,)),
+    "unknown field": ('{"definitely_not_a_field": 1}', (400,)),
+    "invalid utf-8": (b'{"symbol": "\xff\xfe"}', (400,)),
+    "too large": ('{"pad": "' + "x" * 70_000 + '"}', (413,)),
+}
+
+
+def write_operations(app) -> list[tuple[str, str]]:
+    document = app.test_client().get("/api/v1/openapi.json").json
+    return [
+        (path, method)
+        for path, item in document["paths"].items()
+        for method in item
+        if method in ("post", "patch", "put")
+    ]
+
+
+def table_counts() -> dict[str, int]:
+    from app.db import db
+
+    tables = ("orders", "trades", "positions", "trading_sessions", "llm_decisions", "agents",
+              "market_ticks", "config_overrides", "api_keys")  # fmt: skip
+    return {t: db.execute_sql(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
+
+
+def test_every_write_route_refuses_every_malformed_body_and_writes_nothing(client, app):
+    make_session()
+    before = table_counts()
+    operations = write_operations(app)
+    assert len(operations) >= 11
+    for path, method in operations:
+        concrete = path.replace("{name}", "matrix-agent")
+        for label, (body, statuses) in MALFORMED.items():
+            raw = body if isinstance(body, bytes) else body.encode("utf-8", "surrogatepass")
+            response = client.open(concrete, method=method.upper(), data=raw,
+                                   content_type="application/json")  # fmt: skip
+            where = f"{method.upper()} {path} with {label}: {response.status_code}"
+            if path.endswith("/auth/token") and response.status_code == 200:
+                continue  # takes no body: nothing of it is read, nothing is written
+            assert response.status_code in statuses, where + f" {response.data[:200]!r}"
+            assert response.is_json and response.json["error"], where
+    assert table_counts() == before

@@ -9,6 +9,7 @@ declaration also lands in the OpenAPI document as ``x-required-role``, ``securit
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
 from flask import Flask, current_app, g, request
@@ -41,6 +42,7 @@ SECURITY_SCHEMES = {
 }
 SECURED = [{"ApiKey": []}, {"Bearer": []}]
 WS_RETRY_SECONDS = 5
+CONVERTER_IN_RULE = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 # Key changes (revocations) are announced here by a trigger on api_keys.
 ACCESS_CHANNEL = "cryptofunk_access"
 
@@ -136,6 +138,13 @@ def access_control() -> AccessControl:
     return current_app.extensions["cryptofunk"]["access"]
 
 
+def route_template() -> str:
+    """The matched route as the OpenAPI document writes it (``/api/v1/orders/{order_id}``)."""
+    if request.url_rule is None:
+        return request.path
+    return CONVERTER_IN_RULE.sub(r"{\1}", request.url_rule.rule)
+
+
 def client_ip() -> str:
     return request.remote_addr or "unknown"
 
@@ -194,7 +203,7 @@ def _authorize_once():
         if not identity.role.allows(access.role):
             raise Forbidden(
                 "insufficient role",
-                details=f"{request.method} {request.url_rule.rule} needs the {access.role} role; "
+                details=f"{request.method} {route_template()} needs the {access.role} role; "
                 f"this key is {identity.role}",
             )
     if control.limiter is not None and access.counts_as is not None:
@@ -262,7 +271,7 @@ def _audit(response):
         key_name=identity.name if identity else None,
         role=str(identity.role) if identity and not identity.anonymous else None,
         method=request.method,
-        route=request.url_rule.rule if request.url_rule else request.path,
+        route=route_template(),
         path=request.path,
         status=status,
         client_ip=client_ip(),

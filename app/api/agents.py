@@ -35,7 +35,7 @@ def list_agents():
     return {"agents": agents, "count": len(agents)}
 
 
-@blp.get("/<name>")
+@blp.get("/<name:name>")
 @requires(Role.VIEWER)
 @blp.response(200, AgentEnvelopeSchema)
 @blp.alt_response(404, schema=ErrorSchema, description="Agent not found")
@@ -44,7 +44,7 @@ def get_agent(name: str):
     return {"agent": registry.get_agent(_valid_name(name))}
 
 
-@blp.get("/<name>/status")
+@blp.get("/<name:name>/status")
 @requires(Role.VIEWER)
 @blp.response(200, AgentHealthSchema)
 @blp.alt_response(404, schema=ErrorSchema, description="Agent not found")
@@ -53,7 +53,7 @@ def agent_status(name: str):
     return registry.get_agent(_valid_name(name))
 
 
-@blp.post("/<name>/heartbeat")
+@blp.post("/<name:name>/heartbeat")
 @requires(Role.TRADER, audited=False)
 @blp.arguments(HeartbeatArgs, required=False)
 @blp.response(200, AgentHeartbeatResultSchema, description="Heartbeat recorded")

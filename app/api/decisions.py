@@ -57,7 +57,7 @@ def stats(args: dict):
     return decisions.decision_stats(decisions.DecisionFilter(**args))
 
 
-@blp.get("/<decision_id>")
+@blp.get("/<id:decision_id>")
 @requires(Role.VIEWER)
 @blp.response(200, DecisionDetailSchema)
 @blp.alt_response(400, schema=ErrorSchema, description="Invalid decision ID")
@@ -67,7 +67,7 @@ def get_decision(decision_id: str):
     return decisions.get_decision(parse_uuid(decision_id, "decision_id"))
 
 
-@blp.get("/<decision_id>/similar")
+@blp.get("/<id:decision_id>/similar")
 @requires(Role.VIEWER)
 @blp.arguments(SimilarArgs, location="query")
 @blp.response(200, SimilarListSchema)

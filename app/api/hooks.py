@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask, current_app, g, jsonify, request
 
-from app.api.access import register_access_control
+from app.api.access import register_access_control, route_template
 from app.db import CONNECTION_ERRORS, close_request_connection, db, is_retryable, is_timeout
 from app.metrics import LATENCY, REQUESTS
 from app.realtime.protocol import WS_PATH
@@ -109,7 +109,7 @@ def _cors(response):
 
 def _observe(response):
     started = g.pop("started", None)
-    endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+    endpoint = route_template() if request.url_rule else "unmatched"
     REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
     if started is not None:
         LATENCY.labels(request.method, endpoint).observe(time.perf_counter() - started)

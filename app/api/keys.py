@@ -34,7 +34,7 @@ def create_key(args: dict):
     return {field: getattr(key, field) for field in KEY_FIELDS} | {"key": raw}
 
 
-@blp.delete("/<name>")
+@blp.delete("/<name:name>")
 @requires(Role.ADMIN)
 @blp.response(200, KeyRevokedSchema)
 @blp.alt_response(400, schema=ErrorSchema, description="The bootstrap key or the last admin key")

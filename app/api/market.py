@@ -29,7 +29,7 @@ def list_prices(args: dict):
     return {"prices": found, "count": len(found)}
 
 
-@blp.get("/prices/<path:symbol>")
+@blp.get("/prices/<symbol:symbol>")
 @requires(Role.VIEWER)
 @blp.response(200, PriceEnvelopeSchema)
 @blp.alt_response(404, schema=ErrorSchema, description="No price yet for the symbol")

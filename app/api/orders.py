@@ -29,7 +29,7 @@ def list_orders(args: dict):
     return orders.list_orders(orders.OrderFilter(**args), page).body("orders")
 
 
-@blp.get("/<order_id>")
+@blp.get("/<id:order_id>")
 @requires(Role.VIEWER)
 @blp.response(200, OrderEnvelopeSchema)
 @blp.alt_response(400, schema=ErrorSchema, description="Invalid order ID format")
@@ -54,7 +54,7 @@ def create_order(args: dict):
     return {"order": order, "message": "Order created successfully"}
 
 
-@blp.delete("/<order_id>")
+@blp.delete("/<id:order_id>")
 @requires(Role.TRADER)
 @blp.response(200, OrderResultSchema)
 @blp.alt_response(400, schema=ErrorSchema, description="Order cannot be cancelled")

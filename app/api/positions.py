@@ -28,7 +28,7 @@ def list_positions(args: dict):
     return positions.list_positions(positions.PositionFilter(**args), page).body("positions")
 
 
-@blp.get("/<path:symbol>")
+@blp.get("/<symbol:symbol>")
 @requires(Role.VIEWER)
 @blp.arguments(LatestPositionArgs, location="query")
 @blp.response(200, PositionEnvelopeSchema)

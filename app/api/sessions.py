@@ -29,7 +29,7 @@ def list_sessions(args: dict):
     return sessions.list_sessions(sessions.SessionFilter(**args), page).body("sessions")
 
 
-@blp.get("/<session_id>")
+@blp.get("/<id:session_id>")
 @requires(Role.VIEWER)
 @blp.response(200, SessionEnvelopeSchema)
 @blp.alt_response(400, schema=ErrorSchema, description="Invalid session ID format")
@@ -39,7 +39,7 @@ def get_session(session_id: str):
     return {"session": sessions.session_figures(parse_uuid(session_id, "session_id"))}
 
 
-@blp.get("/<session_id>/equity")
+@blp.get("/<id:session_id>/equity")
 @requires(Role.VIEWER)
 @blp.arguments(EquityCurveArgs, location="query")
 @blp.response(200, EquityCurveSchema)

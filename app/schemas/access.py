@@ -90,7 +90,7 @@ class AuditListArgs(PageArgs):
     key = fields.String(validate=validate.Length(1, 64), metadata={"description": "key name"})
     route = fields.String(
         validate=validate.Length(1, 200),
-        metadata={"description": "route template, e.g. /api/v1/orders/<order_id>"},
+        metadata={"description": "route as in the OpenAPI document, e.g. /api/v1/orders/{order_id}"},
     )
     status = fields.Integer(validate=validate.Range(100, 599))
     from_date = Timestamp()

@@ -45,5 +45,9 @@ class AgentHealthSchema(Schema):
 
 class HeartbeatArgs(Schema):
     status = Choice(AGENT_STATUSES, upper=False, load_default="active")
-    metadata = fields.Dict(keys=fields.String(validate=validate.Length(1, 64)), load_default=dict)
+    metadata = fields.Dict(
+        keys=fields.String(validate=validate.Length(1, 64)),
+        load_default=dict,
+        metadata={"propertyNames": {"minLength": 1, "maxLength": 64}},
+    )
     heartbeat_interval_seconds = fields.Integer(validate=validate.Range(1, 86400))

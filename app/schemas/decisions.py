@@ -125,7 +125,10 @@ class NewDecisionArgs(Schema):
         allow_none=True, load_default=None, validate=validate.Length(max=MAX_TEXT)
     )
     prompt_embedding = fields.List(
-        fields.Float(allow_nan=False), allow_none=True, load_default=None
+        fields.Float(allow_nan=False, metadata={"minimum": -1e6, "maximum": 1e6}),
+        allow_none=True,
+        load_default=None,
+        metadata={"minItems": EMBEDDING_DIMENSIONS, "maxItems": EMBEDDING_DIMENSIONS},
     )
     prompt_tokens = fields.Integer(strict=True, load_default=0, validate=validate.Range(0, 10**9))
     completion_tokens = fields.Integer(

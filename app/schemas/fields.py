@@ -6,11 +6,11 @@ import decimal
 import uuid
 from datetime import UTC
 
-from marshmallow import ValidationError, fields
+from marshmallow import ValidationError, fields, validate
 
 from app.errors import InvalidInput
 from app.models import format_timestamp
-from app.symbols import normalize_symbol
+from app.symbols import SYMBOL_PATTERN, normalize_symbol
 
 MAX_DECIMAL_PLACES = 18
 # Far above any real price, quantity or capital, far below NUMERIC(36,18)'s ceiling.
@@ -25,7 +25,17 @@ class Amount(fields.Decimal):
     """
 
     def __init__(self, *, positive: bool = False, allow_negative: bool = False, **kwargs):
-        kwargs.setdefault("metadata", {}).setdefault("type", "number")
+        metadata = kwargs.setdefault("metadata", {})
+        metadata.setdefault("type", "number")
+        # Declared so that generated and hand-written clients stay within what is accepted
+        # (a Range validator, if any, declares its own, tighter bounds).
+        validators = kwargs.get("validate")
+        validators = validators if isinstance(validators, list | tuple) else [validators]
+        if not any(isinstance(v, validate.Range) for v in validators):
+            metadata.setdefault("maximum", float(MAX_AMOUNT))
+            metadata.setdefault("minimum", -float(MAX_AMOUNT) if allow_negative else 0)
+            if positive:
+                metadata.setdefault("exclusiveMinimum", True)
         super().__init__(allow_nan=False, as_string=False, **kwargs)
         self.positive = positive
         self.allow_negative = allow_negative
@@ -95,7 +105,9 @@ class Symbol(fields.String):
     """A trading pair, normalised to ``BASE/QUOTE``."""
 
     def __init__(self, **kwargs):
-        kwargs.setdefault("metadata", {}).setdefault("example", "BTC/USDT")
+        metadata = kwargs.setdefault("metadata", {})
+        metadata.setdefault("example", "BTC/USDT")
+        metadata.setdefault("pattern", SYMBOL_PATTERN)
         super().__init__(**kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
