@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from app.access import keys, tokens
 from app.access.limits import Window, windows
@@ -145,7 +145,7 @@ class Authenticator:
                 raise Unauthenticated("token revoked", details="the key of this token was revoked")
             identity = key.identity()
             self.cache.put(None, identity)
-        return Identity(**{**identity.__dict__, "via": "token"})
+        return replace(identity, via="token")
 
     def _failure_window(self, client_ip: str) -> Window:
         return windows(self.failure_limit, f"authfail:ip:{client_ip}")[0]

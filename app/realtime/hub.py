@@ -224,7 +224,8 @@ class Hub:
         """Also LISTEN on ``channel``: ``on_notify(payload)`` per notification, and
         ``on_listening(bool)`` whenever the listener (re)connects or loses the database."""
         self._channels[channel] = on_notify
-        self._listening_watchers.append(on_listening)
+        if on_listening not in self._listening_watchers:
+            self._listening_watchers.append(on_listening)
 
     def _set_listening(self, listening: bool) -> None:
         self.listening = listening

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, fields, validate
 
 from app.access.keys import MAX_WS_CONNECTIONS, NAME_PATTERN
 from app.access.roles import ROLE_ORDER
-from app.schemas.common import PageArgs, PagedListSchema
+from app.schemas.common import DateRangeArgs, PageArgs, PagedListSchema
 from app.schemas.fields import Choice, Timestamp
 
 _WINDOW = r"[1-9][0-9]{0,8}/(second|minute|hour|day)"
@@ -86,20 +86,13 @@ class MeSchema(Schema):
     ws_connections_open = fields.Integer()
 
 
-class AuditListArgs(PageArgs):
+class AuditListArgs(PageArgs, DateRangeArgs):
     key = fields.String(validate=validate.Length(1, 64), metadata={"description": "key name"})
     route = fields.String(
         validate=validate.Length(1, 200),
-        metadata={"description": "route as in the OpenAPI document, e.g. /api/v1/orders/{order_id}"},
+        metadata={"description": "route as the OpenAPI document writes it: /api/v1/keys/{name}"},
     )
     status = fields.Integer(validate=validate.Range(100, 599))
-    from_date = Timestamp()
-    to_date = Timestamp()
-
-    @validates_schema
-    def _date_order(self, data, **kwargs):
-        if data.get("from_date") and data.get("to_date") and data["from_date"] > data["to_date"]:
-            raise ValidationError("from_date must not be after to_date", "from_date")
 
 
 class AuditEntrySchema(Schema):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from marshmallow import INCLUDE, Schema, fields, validate
+from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from app.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+from app.schemas.fields import Timestamp
 
 
 class ErrorSchema(Schema):
@@ -30,6 +31,18 @@ class PageArgs(Schema):
         validate=validate.Range(0, 10_000_000),
         metadata={"description": "Pagination offset (default 0)"},
     )
+
+
+class DateRangeArgs(Schema):
+    """``from_date``/``to_date`` filters; a range that ends before it starts is a 400."""
+
+    from_date = Timestamp()
+    to_date = Timestamp()
+
+    @validates_schema
+    def _date_order(self, data, **kwargs):
+        if data.get("from_date") and data.get("to_date") and data["from_date"] > data["to_date"]:
+            raise ValidationError("from_date must not be after to_date", "from_date")
 
 
 def page_of(args: dict) -> Page:

@@ -2,11 +2,11 @@
 
 import math
 
-from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate, validates
 
 from app.models import DECISION_OUTCOMES, EMBEDDING_DIMENSIONS
 from app.schemas.agents import AGENT_NAME
-from app.schemas.common import PagedListSchema
+from app.schemas.common import DateRangeArgs, PagedListSchema
 from app.schemas.fields import Amount, Choice, Number, Symbol, Timestamp, Uuid
 
 OUTCOMES = DECISION_OUTCOMES
@@ -56,20 +56,13 @@ class DecisionListSchema(PagedListSchema):
     filter = fields.Dict()
 
 
-class DecisionFilterArgs(Schema):
+class DecisionFilterArgs(DateRangeArgs):
     symbol = Symbol()
     decision_type = fields.String(validate=DECISION_TYPE)
     outcome = Choice(OUTCOMES)
     model = fields.String(validate=validate.Length(1, 200))
     agent_name = fields.String(validate=AGENT_NAME)
     session_id = Uuid()
-    from_date = Timestamp()
-    to_date = Timestamp()
-
-    @validates_schema
-    def _date_order(self, data, **kwargs):
-        if data.get("from_date") and data.get("to_date") and data["from_date"] > data["to_date"]:
-            raise ValidationError("from_date must not be after to_date", "from_date")
 
 
 class DecisionListArgs(DecisionFilterArgs):

@@ -2,7 +2,7 @@
 
 from marshmallow import Schema, fields, validate
 
-from app.schemas.common import PageArgs, PagedListSchema
+from app.schemas.common import DateRangeArgs, PageArgs, PagedListSchema
 from app.schemas.fields import Amount, Choice, Number, Symbol, Timestamp, Uuid
 
 SESSION_STATUSES = ("RUNNING", "PAUSED", "STOPPED")
@@ -60,10 +60,8 @@ class EquityCurveSchema(Schema):
     count = fields.Integer()
 
 
-class EquityCurveArgs(PageArgs):
+class EquityCurveArgs(PageArgs, DateRangeArgs):
     limit = fields.Integer(load_default=500, validate=validate.Range(1, 5000))
-    from_date = Timestamp()
-    to_date = Timestamp()
 
 
 class SessionListSchema(PagedListSchema):
