@@ -190,3 +190,33 @@ def test_two_worker_processes_share_one_allowance(database_url):
         assert remaining[:20] == list(range(19, -1, -1))
     finally:
         server.stop()
+
+
+def test_large_allowances_are_leased_in_blocks_and_never_overspent(app, monkeypatch):
+    from app.access.ratelimit import RateLimiter
+    from app.access.roles import Identity, Role
+
+    bot = Identity(key_id="bot", name="bot", role=Role.TRADER, rate_limit="1000/minute")
+    workers = [RateLimiter(limits.PostgresCounter(), "1/minute", "1/minute") for _ in range(2)]
+    statements = []
+    execute = db.execute_sql
+    monkeypatch.setattr(
+        db, "execute_sql", lambda *a, **k: statements.append(a[0]) or execute(*a, **k)
+    )
+    allowed = remaining = 0
+    for attempt in range(1100):
+        verdict = workers[attempt % 2].count(bot, "127.0.0.1", "general")
+        if not verdict.exceeded:
+            allowed += 1
+            remaining = int(verdict.headers()["X-RateLimit-Remaining"])
+        if attempt == 899:
+            round_trips_for_900 = sum(s.startswith("INSERT") for s in statements)
+    # Blocks of 1000/50 = 20: one round trip per block, never more than the limit in all, and
+    # at most one unused block per worker refused early.
+    assert 1000 - 2 * 20 <= allowed <= 1000
+    assert round_trips_for_900 <= 900 // 20 + 2
+    assert remaining >= 0
+    shared = db.execute_sql(
+        "SELECT hits FROM rate_limit_windows WHERE bucket LIKE %s", ("general:key:bot:%",)
+    )
+    assert shared.fetchone()[0] >= 1000
