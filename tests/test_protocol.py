@@ -98,3 +98,12 @@ def test_envelope_shape():
     message = json.loads(envelope("pong", {}))
     assert list(message) == ["type", "timestamp", "data"]
     assert message["timestamp"].endswith("Z")
+
+
+def test_the_websocket_adapter_accepts_only_the_versions_whose_internals_it_knows(monkeypatch):
+    from app.realtime import wire
+
+    assert wire.check_library_version().startswith("1.1")
+    monkeypatch.setattr(wire, "version", lambda name: "2.0.0")
+    with pytest.raises(RuntimeError, match=r"simple-websocket 2\.0\.0 is not supported"):
+        wire.check_library_version()

@@ -24,7 +24,6 @@ from gevent.event import Event as GeventEvent
 from gevent.queue import Empty, Full, Queue
 from gevent.select import select
 from simple_websocket import ConnectionClosed
-from wsproto.events import CloseConnection, Ping
 
 from app.db import connect_kwargs
 from app.errors import InvalidInput
@@ -37,6 +36,7 @@ from app.realtime.protocol import (
     error_message,
     parse_client_message,
 )
+from app.realtime.wire import Wire, check_library_version
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ class ClientConnection:
     """One WebSocket client: its subscription, its send queue and its sender greenlet."""
 
     def __init__(self, ws, settings: HubSettings, on_closed):
-        self.ws = ws
+        self.wire = Wire(ws)
         self.settings = settings
         self.subscription = Subscription()
         self.queue: Queue = Queue(maxsize=settings.send_queue)
@@ -97,10 +97,9 @@ class ClientConnection:
         return True
 
     def _write(self, data: bytes) -> None:
-        # sendall, not simple-websocket's send(): a partial socket write must never truncate a
-        # frame. Bounded by the write timeout so one stuck client cannot hold its greenlet.
+        # Bounded by the write timeout so one stuck client cannot hold its greenlet.
         with gevent.Timeout(self.settings.write_timeout):
-            self.ws.sock.sendall(data)
+            self.wire.write(data)
 
     def _take_queued(self, first: bytes) -> tuple[bytes, _Close | None]:
         """``first`` plus whatever else is queued, as one write (one syscall under load)."""
@@ -141,13 +140,12 @@ class ClientConnection:
                     continue
                 now = time.monotonic()
                 if pong_deadline is not None and now >= pong_deadline:
-                    if not self.ws.pong_received:
+                    if not self.wire.pong_received:
                         self._abandon(POLICY_VIOLATION, "Ping/Pong timeout")
                         return
                     pong_deadline = None
                 if now >= next_ping:
-                    self.ws.pong_received = False
-                    self._write(self.ws.ws.send(Ping()))
+                    self._write(self.wire.ping())
                     pong_deadline = now + pong_wait
                     next_ping = now + interval
         except gevent.Timeout:
@@ -184,12 +182,10 @@ class ClientConnection:
         self._finish(code, reason)
 
     def _finish(self, code: int | None, reason: str | None) -> None:
-        if code is not None and self.ws.connected:
+        if code is not None and self.wire.connected:
             with contextlib.suppress(gevent.Timeout, ConnectionClosed, OSError):
-                self._write(self.ws.ws.send(CloseConnection(code=code, reason=reason or "")))
-        self.ws.connected = False
-        self.ws.event.set()  # wakes the request greenlet blocked in receive()
-        gevent.spawn_later(1.0, _shutdown_socket, self.ws.sock)
+                self._write(self.wire.close_frame(code, reason or ""))
+        self.wire.release()
         self.finished.set()
 
 
@@ -197,11 +193,6 @@ class ClientConnection:
 class _Close:
     code: int | None
     reason: str | None
-
-
-def _shutdown_socket(sock) -> None:
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
 
 
 class Hub:
@@ -237,6 +228,7 @@ class Hub:
         """Start the listener and presence greenlets in this process (once, after fork)."""
         if self.started:
             return
+        check_library_version()
         self.started = True
         self.settings = HubSettings.from_settings(settings)
         self.database_url = settings.database_url
