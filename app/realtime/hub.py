@@ -1,10 +1,13 @@
 """The per-process WebSocket hub: one LISTEN connection in, a bounded queue per client out.
 
-Every web process runs one hub. Its listener greenlet holds a dedicated autocommit connection
-(not from the request pool) that LISTENs on ``cryptofunk_events``; each notification is parsed
-once and its frame offered to every subscribed client's queue. A client whose queue is full is
-disconnected (1013) instead of slowing the others. Each client has one sender greenlet that does
-every write to its socket: events, pongs, keepalive pings (with the pong deadline), and closes.
+Every web process runs one hub. Its listener (app/realtime/listener.py) holds a dedicated
+connection that LISTENs on ``cryptofunk_events``; each notification is parsed once and its
+frame offered to every subscribed client's queue. Presence (app/realtime/presence.py) records
+how many clients the process holds; raw socket access is in app/realtime/wire.py.
+
+A client whose queue is full is disconnected (1013) instead of slowing the others. Each client
+has one sender greenlet that does every write to its socket: events, pongs, keepalive pings
+(with the pong deadline), and closes.
 """
 
 from __future__ import annotations
@@ -19,16 +22,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import gevent
-import psycopg2
 from gevent.event import Event as GeventEvent
 from gevent.queue import Empty, Full, Queue
-from gevent.select import select
 from simple_websocket import ConnectionClosed
 
-from app.db import connect_kwargs
 from app.errors import InvalidInput
 from app.realtime.frames import text_frame
-from app.realtime.presence import forget_process, record_presence
+from app.realtime.listener import Listener
+from app.realtime.presence import PresenceRecorder
 from app.realtime.protocol import (
     Event,
     Subscription,
@@ -45,14 +46,6 @@ CHANNEL = "cryptofunk_events"
 GOING_AWAY = 1001
 POLICY_VIOLATION = 1008
 TRY_AGAIN_LATER = 1013
-RECONNECT_BACKOFF_START = 0.2
-# Capped low: events published while the listener is away are lost to its clients, and a
-# database restart is usually over within a second or two.
-RECONNECT_BACKOFF_MAX = 1.0
-# An idle listener checks its connection this often; a dropped server connection is noticed
-# at once anyway (the socket becomes readable and poll() raises).
-LISTENER_IDLE_CHECK_SECONDS = 15.0
-PRESENCE_REFRESH_SECONDS = 5.0
 # Queued frames a sender joins into one socket write when a client has fallen a little behind.
 MAX_FRAMES_PER_WRITE = 64
 
@@ -206,9 +199,10 @@ class Hub:
         self.listening = False
         self.started = False
         self.stopping = False
-        self._presence_changed = GeventEvent()
+        self._presence: PresenceRecorder | None = None
+        self._listener: Listener | None = None
         self._greenlets: list[gevent.Greenlet] = []
-        self._channels: dict[str, Callable[[str], None]] = {}
+        self._channels: dict[str, Callable[[str], None]] = {CHANNEL: self.broadcast}
         self._listening_watchers: list[Callable[[bool], None]] = []
 
     def watch(self, channel: str, on_notify, on_listening) -> None:
@@ -218,10 +212,15 @@ class Hub:
         if on_listening not in self._listening_watchers:
             self._listening_watchers.append(on_listening)
 
-    def _set_listening(self, listening: bool) -> None:
+    def _listener_state(self, listening: bool, reconnected: bool) -> None:
         self.listening = listening
         for watcher in self._listening_watchers:
             watcher(listening)
+        if reconnected:
+            self.announce(
+                "events_reconnected",
+                "Live events resumed after a database reconnect; re-read state over REST",
+            )
 
     # -- lifecycle -------------------------------------------------------------------------
     def ensure_started(self, settings: Settings) -> None:
@@ -233,13 +232,20 @@ class Hub:
         self.settings = HubSettings.from_settings(settings)
         self.database_url = settings.database_url
         self.process_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._greenlets = [gevent.spawn(self._listen_forever), gevent.spawn(self._presence_loop)]
+        self._listener = Listener(self.database_url, self._channels, self._listener_state)
+        self._presence = PresenceRecorder(self.process_id, lambda: len(self.clients))
+        self._greenlets = [
+            gevent.spawn(self._listener.run_forever),
+            gevent.spawn(self._presence.run_forever),
+        ]
 
     def shutdown(self, code: int = GOING_AWAY, reason: str = "server shutting down") -> None:
         """Close every client (1001 by default) and stop the background greenlets."""
         if self.stopping:
             return
         self.stopping = True
+        if self._listener is not None:
+            self._listener.stop()
         closing = list(self.clients)
         for client in closing:
             client.close(code, reason)
@@ -248,19 +254,23 @@ class Hub:
         deadline = time.monotonic() + 2.0
         for client in closing:
             client.finished.wait(timeout=max(0.0, deadline - time.monotonic()))
-        if self.process_id is not None:
-            forget_process(self.process_id)
+        if self._presence is not None:
+            self._presence.stop()
 
     # -- clients -------------------------------------------------------------------------
     def attach(self, ws) -> ClientConnection:
         client = ClientConnection(ws, self.settings, self._detached)
         self.clients.add(client)
-        self._presence_changed.set()
+        self._note_presence()
         return client
 
     def _detached(self, client: ClientConnection) -> None:
         self.clients.discard(client)
-        self._presence_changed.set()
+        self._note_presence()
+
+    def _note_presence(self) -> None:
+        if self._presence is not None:
+            self._presence.changed()
 
     def serve(self, ws) -> None:
         """Run one client connection until it closes (the WebSocket request greenlet)."""
@@ -319,69 +329,6 @@ class Hub:
         self.broadcast(
             envelope("system_status", {"status": status, "message": message, "metadata": {}})
         )
-
-    # -- listener ------------------------------------------------------------------------
-    def _listen_forever(self) -> None:
-        backoff = RECONNECT_BACKOFF_START
-        connected_before = False
-        while not self.stopping:
-            conn = None
-            try:
-                conn = psycopg2.connect(**connect_kwargs(self.database_url))
-                conn.autocommit = True
-                with conn.cursor() as cursor:
-                    for channel in (CHANNEL, *self._channels):
-                        cursor.execute(f"LISTEN {channel}")
-                self._set_listening(True)
-                backoff = RECONNECT_BACKOFF_START
-                if connected_before:
-                    log.info("event listener reconnected")
-                    self.announce(
-                        "events_reconnected",
-                        "Live events resumed after a database reconnect; re-read state over REST",
-                    )
-                connected_before = True
-                self._pump(conn)
-            except (psycopg2.Error, OSError) as exc:
-                log.warning(
-                    "event listener lost the database (%s); retrying in %.1fs", exc, backoff
-                )
-            except Exception:
-                # Whatever went wrong, this process's clients depend on the listener: go on.
-                log.exception("event listener failed; retrying in %.1fs", backoff)
-            finally:
-                self._set_listening(False)
-                if conn is not None and not conn.closed:
-                    conn.close()
-            if self.stopping:
-                return
-            gevent.sleep(backoff)
-            backoff = min(backoff * 2, RECONNECT_BACKOFF_MAX)
-
-    def _pump(self, conn) -> None:
-        while not self.stopping:
-            readable, _, _ = select([conn], [], [], LISTENER_IDLE_CHECK_SECONDS)
-            if not readable:
-                with conn.cursor() as cursor:
-                    cursor.execute("SELECT 1")
-            conn.poll()
-            while conn.notifies:
-                notify = conn.notifies.pop(0)
-                handler = self._channels.get(notify.channel)
-                if handler is not None:
-                    handler(notify.payload)
-                else:
-                    self.broadcast(notify.payload)
-
-    # -- presence ------------------------------------------------------------------------
-    def _presence_loop(self) -> None:
-        while not self.stopping:
-            self._presence_changed.wait(timeout=PRESENCE_REFRESH_SECONDS)
-            self._presence_changed.clear()
-            if not record_presence(self.process_id, len(self.clients)):
-                self._presence_changed.set()  # retry soon: the count must not go stale
-            # Bursts of connects and disconnects are written at most twice a second.
-            gevent.sleep(0.5)
 
 
 hub = Hub()

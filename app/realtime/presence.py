@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+
+import gevent
+from gevent.event import Event
 
 from app.db import CONNECTION_ERRORS, db
 
@@ -10,6 +14,7 @@ log = logging.getLogger(__name__)
 
 # A process refreshes its row every few seconds; rows older than this belong to dead processes.
 PRESENCE_TTL_SECONDS = 30
+REFRESH_SECONDS = 5.0
 
 
 def connected_clients() -> int:
@@ -49,3 +54,30 @@ def forget_process(process_id: str) -> None:
             db.execute_sql("DELETE FROM ws_connections WHERE process_id = %s", (process_id,))
     except CONNECTION_ERRORS:
         log.warning("could not remove the presence row of %s", process_id)
+
+
+class PresenceRecorder:
+    """Keeps this process's ``ws_presence`` row current: at once (at most twice a second) when
+    clients come and go, and every few seconds anyway so the row does not look dead."""
+
+    def __init__(self, process_id: str, count_clients: Callable[[], int]):
+        self.process_id = process_id
+        self.count_clients = count_clients
+        self.stopping = False
+        self._changed = Event()
+
+    def changed(self) -> None:
+        self._changed.set()
+
+    def run_forever(self) -> None:
+        while not self.stopping:
+            self._changed.wait(timeout=REFRESH_SECONDS)
+            self._changed.clear()
+            if not record_presence(self.process_id, self.count_clients()):
+                self._changed.set()  # retry soon: the count must not go stale
+            gevent.sleep(0.5)
+
+    def stop(self) -> None:
+        """Stop refreshing and remove the row (and the process's connection slots)."""
+        self.stopping = True
+        forget_process(self.process_id)
