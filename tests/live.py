@@ -57,9 +57,10 @@ class WebServer:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                if requests.get(f"{self.base}/health", timeout=1).status_code == 200:
+                if requests.get(f"{self.base}/health", timeout=2).status_code == 200:
                     return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
+                # Not listening yet, or a worker still booting on a busy machine: ask again.
                 time.sleep(0.1)
         log = self.log()
         self.stop()
