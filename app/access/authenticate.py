@@ -98,42 +98,46 @@ class Authenticator:
                 details="send an API key as X-API-Key: <key> or Authorization: Bearer <key or "
                 "token>",
             )
-        identity = self._cached(credential)
-        if identity is None:
-            self._refuse_if_throttled(client_ip)
-            try:
-                identity = self._look_up(credential)
-            except Unauthenticated:
-                self._count_failure(client_ip)
-                raise
+        value = credential.value
+        if tokens.looks_like_token(value):
+            # Verified locally; only the status of its key is cached.
+            identity = self._checked(client_ip, lambda: self._from_token(value))
+        else:
+            digest = keys.hash_key(value)
+            identity = self.cache.get_by_hash(digest)
+            if identity is None:
+                identity = self._checked(client_ip, lambda: self._from_key(credential, digest))
         self._note_use(identity)
         return identity
 
-    def _cached(self, credential: Credential) -> Identity | None:
-        if tokens.looks_like_token(credential.value) or credential.source == "query":
-            return None  # tokens are verified locally; only their key's status is cached
-        return self.cache.get_by_hash(keys.hash_key(credential.value))
+    def _checked(self, client_ip: str, look_up) -> Identity:
+        """``look_up()`` unless this IP is throttled; a failure counts against the IP."""
+        self._refuse_if_throttled(client_ip)
+        try:
+            return look_up()
+        except Unauthenticated:
+            self._count_failure(client_ip)
+            raise
 
-    def _look_up(self, credential: Credential) -> Identity:
-        value = credential.value
-        if len(value) > MAX_CREDENTIAL_LENGTH:
+    def _from_key(self, credential: Credential, digest: bytes) -> Identity:
+        if len(credential.value) > MAX_CREDENTIAL_LENGTH:
             raise Unauthenticated("invalid credential", details="the credential is too long")
-        if tokens.looks_like_token(value):
-            return self._from_token(value)
         if credential.source == "query":
             raise Unauthenticated(
                 "invalid token",
                 details=f"the token query parameter takes a signed token, never an API key; "
                 f"{TOKEN_HINT}",
             )
-        key = keys.find_active(value)
+        key = keys.find_active_by_hash(digest)
         if key is None:
             raise Unauthenticated("invalid API key", details="unknown or revoked key")
         identity = key.identity()
-        self.cache.put(keys.hash_key(value), identity)
+        self.cache.put(digest, identity)
         return identity
 
     def _from_token(self, token: str) -> Identity:
+        if len(token) > MAX_CREDENTIAL_LENGTH:
+            raise Unauthenticated("invalid credential", details="the credential is too long")
         try:
             claims = tokens.verify(token, self.jwt_secret)
         except tokens.InvalidToken as error:

@@ -158,8 +158,12 @@ def revoke_key(
 
 
 def find_active(raw: str) -> ApiKey | None:
-    """The active key whose hash matches ``raw``, compared in constant time."""
-    digest = hash_key(raw)
+    """The active key ``raw``."""
+    return find_active_by_hash(hash_key(raw))
+
+
+def find_active_by_hash(digest: bytes) -> ApiKey | None:
+    """The active key with this SHA-256 digest, compared in constant time."""
     key = ApiKey.get_or_none(ApiKey.key_hash == digest, active())
     if key is None or not hmac.compare_digest(bytes(key.key_hash), digest):
         return None
