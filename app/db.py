@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import deque
 from urllib.parse import parse_qs, unquote, urlparse
 
 import peewee
@@ -23,6 +26,68 @@ class PostgresPool(PooledPostgresqlDatabase):
     # Set by the engine process: runs right after BEGIN of every transaction, so that a
     # superseded engine cannot write (see app.leadership). None everywhere else.
     transaction_guard = None
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Requests waiting for a connection, first come first served (see connect).
+        self._waiting: deque[threading.Event] = deque()
+
+    def connect(self, reuse_if_open: bool = False):
+        """Check out a connection; when none is free, wait in line for at most the pool timeout.
+
+        Peewee's own wait lets a newcomer take a connection returned for a waiter, so under
+        load some requests waited out the whole timeout (503) while others never waited. Here
+        a newcomer queues behind the waiters, and a returned connection goes to the first.
+        """
+        if not self._wait_timeout:
+            return peewee.Database.connect(self, reuse_if_open)
+        if not self._waiting:  # nobody in line: take a free connection (the common case)
+            try:
+                return peewee.Database.connect(self, reuse_if_open)
+            except MaxConnectionsExceeded:
+                pass
+        with self._pool_lock:
+            turn = threading.Event()
+            self._waiting.append(turn)
+            self._wake_next()  # one may have come back since the attempt above
+        deadline = time.monotonic() + self._wait_timeout
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not turn.wait(remaining):
+                    raise MaxConnectionsExceeded("no database connection free in time")
+                with self._pool_lock:
+                    try:
+                        connection = peewee.Database.connect(self, reuse_if_open)
+                    except MaxConnectionsExceeded:
+                        turn.clear()
+                        continue
+                    self._waiting.remove(turn)
+                    self._wake_next()
+                    return connection
+        finally:
+            with self._pool_lock:
+                if turn in self._waiting:
+                    self._waiting.remove(turn)
+                    self._wake_next()
+
+    def _wake_next(self) -> None:
+        if self._waiting and (
+            self._connections or len(self._in_use) < (self._max_connections or float("inf"))
+        ):
+            self._waiting[0].set()
+
+    def _close(self, conn, close_conn=False):
+        super()._close(conn, close_conn)
+        if self._waiting:
+            with self._pool_lock:
+                self._wake_next()
+
+    def manual_close(self):
+        closed = super().manual_close()
+        with self._pool_lock:
+            self._wake_next()
+        return closed
 
     def _is_closed(self, conn) -> bool:
         return bool(conn.closed) or self._adapter.txn_status(conn) == self._adapter.txn_unknown

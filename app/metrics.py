@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
 from prometheus_client import (
@@ -27,6 +28,18 @@ LATENCY = Histogram(
     ["method", "endpoint"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+
+
+@functools.lru_cache(maxsize=4096)
+def request_counter(method: str, endpoint: str, status: int):
+    """The request counter of one method, route and status (labels resolved once)."""
+    return REQUESTS.labels(method, endpoint, str(status))
+
+
+@functools.lru_cache(maxsize=4096)
+def latency_histogram(method: str, endpoint: str):
+    """The latency histogram of one method and route (labels resolved once)."""
+    return LATENCY.labels(method, endpoint)
 
 
 class TradingCollector:

@@ -44,9 +44,11 @@ def utcnow() -> datetime:
 
 def format_timestamp(value: datetime) -> str:
     """RFC 3339 in UTC with microseconds and a ``Z`` suffix: every timestamp the API writes."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    offset = value.utcoffset()
+    if offset:
+        value = value.astimezone(UTC)
+    # "YYYY-MM-DDTHH:MM:SS.ffffff" is the first 26 characters, whatever the offset said.
+    return value.isoformat(timespec="microseconds")[:26] + "Z"
 
 
 def _json_default(value):

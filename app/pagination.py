@@ -49,6 +49,17 @@ class Listing:
         estimate = int(plan[0]["Plan"]["Plan Rows"])
         return cls(items, max(estimate, EXACT_TOTAL_UP_TO + 1), False)
 
+    @classmethod
+    def of_compiled(cls, statement, values: dict, page: Page) -> Listing:
+        """The same as :meth:`of` for a :class:`app.statements.CompiledSelect` (rows as dicts)."""
+        items = statement.rows(values, limit=page.limit, offset=page.offset)
+        if page.offset == 0 and len(items) < page.limit:
+            return cls(items, len(items), True)
+        matched = statement.count_up_to(values, EXACT_TOTAL_UP_TO + 1)
+        if matched <= EXACT_TOTAL_UP_TO:
+            return cls(items, matched, True)
+        return cls(items, max(statement.estimate(values), EXACT_TOTAL_UP_TO + 1), False)
+
     def body(self, name: str) -> dict:
         """The list response: the page under ``name``, its ``count``, and the ``total``."""
         return {

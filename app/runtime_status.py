@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from app.db import db
 from app.models import SupervisedProcess
+from app.statements import CompiledSelect
+
+PROCESSES = CompiledSelect(lambda: SupervisedProcess.select().order_by(SupervisedProcess.name), {})
 
 
 def engine_status(takeover_seconds: float = 10.0) -> dict:
@@ -23,6 +26,6 @@ def engine_status(takeover_seconds: float = 10.0) -> dict:
     }
 
 
-def supervised_processes() -> list[SupervisedProcess]:
+def supervised_processes() -> list[dict]:
     """Processes `python -m app run` supervises, with their restarts (empty elsewhere)."""
-    return list(SupervisedProcess.select().order_by(SupervisedProcess.name))
+    return PROCESSES.rows({})

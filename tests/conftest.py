@@ -13,8 +13,14 @@ from app.access.authenticate import key_cache
 from app.db import db
 from app.migrations import migrate
 from app.models import ALL_TABLES
+from app.schemas import dumping
 from app.settings import Settings
 from tests import live
+
+# Every response dumped by a compiled schema is compared with marshmallow's own dump, here and
+# in the live servers the tests start (they inherit the environment).
+os.environ["CRYPTOFUNK_VERIFY_DUMPS"] = "1"
+dumping.VERIFY = True
 
 # Kept across tests (the other access tables are emptied after each one).
 FIXTURE_KEY_PREFIX = "fixture-"

@@ -8,6 +8,7 @@ from datetime import datetime
 from peewee import AutoField, IntegerField, TextField
 from playhouse.postgres_ext import DateTimeTZField
 
+from app import statements
 from app.models import BaseModel, JsonDocument, utcnow
 from app.pagination import Listing, Page
 
@@ -68,7 +69,8 @@ class AuditRecord:
 
 def record(entry: AuditRecord) -> None:
     """Append one entry (autocommit: it stands whether or not the request's work did)."""
-    AuditEntry.create(
+    statements.create(
+        AuditEntry,
         key_name=entry.key_name,
         role=entry.role,
         method=entry.method,

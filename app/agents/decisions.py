@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from peewee import SQL, fn
+from peewee import SQL, EnclosedNodeList, NodeList, fn
 
 from app.agents.registry import Heartbeat, record_heartbeat
 from app.db import db
@@ -22,6 +22,7 @@ from app.models import (
 )
 from app.pagination import Listing, Page
 from app.runtime_config import trading_rules
+from app.statements import CompiledSelect, text_uuids
 
 # Columns a list needs; prompt, response and the embedding are fetched only for the detail view.
 LIST_COLUMNS = (
@@ -57,24 +58,72 @@ class DecisionFilter:
     from_date: datetime | None = None
     to_date: datetime | None = None
 
-    def apply(self, query):
-        """Narrow a select on Decision by every filter that is set."""
-        conditions = {
-            Decision.symbol: self.symbol,
-            Decision.decision_type: self.decision_type,
-            Decision.outcome: self.outcome,
-            Decision.model: self.model,
-            Decision.agent_name: self.agent_name,
-            Decision.session: self.session_id,
-        }
-        for column, value in conditions.items():
-            if value is not None:
-                query = query.where(column == value)
-        if self.from_date is not None:
-            query = query.where(Decision.created_at >= self.from_date)
-        if self.to_date is not None:
-            query = query.where(Decision.created_at <= self.to_date)
-        return query
+    def values(self) -> dict:
+        """The filters by condition name (None: not filtered)."""
+        return asdict(self)
+
+
+# Every filter of the decision log, in the order their parameters are passed.
+CONDITIONS = {
+    "symbol": lambda p: Decision.symbol == p,
+    "decision_type": lambda p: Decision.decision_type == p,
+    "outcome": lambda p: Decision.outcome == p,
+    "model": lambda p: Decision.model == p,
+    "agent_name": lambda p: Decision.agent_name == p,
+    "session_id": lambda p: Decision.session == p,
+    "from_date": lambda p: Decision.created_at >= p,
+    "to_date": lambda p: Decision.created_at <= p,
+}
+DECISION_LIST = CompiledSelect(
+    lambda: Decision.select(*text_uuids(*LIST_COLUMNS)).order_by(
+        Decision.created_at.desc(), Decision.id
+    ),
+    CONDITIONS,
+)
+DECISION_DETAIL = CompiledSelect(
+    lambda: Decision.select(
+        *text_uuids(*LIST_COLUMNS),
+        Decision.prompt,
+        Decision.response,
+        # A list of floats straight from the driver, not a numpy array built per row.
+        Decision.prompt_embedding.cast("real[]").alias("prompt_embedding"),
+    ),
+    {"id": lambda p: Decision.id == p},
+)
+_resolved = Decision.outcome.in_(("SUCCESS", "FAILURE"))
+_BREAKDOWNS = {
+    "by_outcome": Decision.outcome,
+    "by_decision_type": Decision.decision_type,
+    "by_model": Decision.model,
+}
+# The totals and the three breakdowns in one scan: GROUPING SETS ((), (outcome),
+# (decision_type), (model)). GROUPING(...) tells the rows apart: 7 is the grand total, and
+# 3, 5, 6 are the breakdowns by outcome, decision_type and model (bit set = not grouped by).
+DECISION_STATS = CompiledSelect(
+    lambda: Decision.select(
+        *_BREAKDOWNS.values(),
+        fn.GROUPING(*_BREAKDOWNS.values()).alias("grouping"),
+        fn.COUNT(Decision.id).alias("total"),
+        fn.AVG(Decision.confidence).alias("avg_confidence"),
+        fn.COUNT(Decision.id).filter(Decision.outcome == "SUCCESS").alias("successes"),
+        fn.COUNT(Decision.id).filter(_resolved).alias("resolved"),
+        fn.AVG(Decision.actual_pnl).alias("avg_pnl"),
+        fn.COALESCE(fn.SUM(Decision.cost), 0).alias("total_cost"),
+        fn.AVG(Decision.latency_ms).alias("avg_latency_ms"),
+    ).group_by(
+        NodeList(
+            (
+                SQL("GROUPING SETS"),
+                EnclosedNodeList(
+                    [EnclosedNodeList([])]
+                    + [EnclosedNodeList([column]) for column in _BREAKDOWNS.values()]
+                ),
+            )
+        )
+    ),
+    CONDITIONS,
+)
+_GROUPING = {7: "totals", 3: "by_outcome", 5: "by_decision_type", 6: "by_model"}
 
 
 @dataclass
@@ -130,14 +179,13 @@ def record_decision(new: NewDecision) -> Decision:
 
 
 def list_decisions(filters: DecisionFilter, page: Page) -> Listing:
-    """Decisions, newest first, without the heavy prompt/response/embedding columns."""
-    query = Decision.select(*LIST_COLUMNS).order_by(Decision.created_at.desc(), Decision.id)
-    return Listing.of(filters.apply(query), page)
+    """Decisions (row dicts), newest first, without the heavy prompt/response/embedding."""
+    return Listing.of_compiled(DECISION_LIST, filters.values(), page)
 
 
-def get_decision(decision_id: uuid.UUID) -> Decision:
-    """The full decision or 404 ``decision not found``."""
-    decision = Decision.get_or_none(Decision.id == decision_id)
+def get_decision(decision_id: uuid.UUID) -> dict:
+    """The full decision (a row dict) or 404 ``decision not found``."""
+    decision = DECISION_DETAIL.first({"id": decision_id})
     if decision is None:
         raise NotFound("decision not found", decision_id=decision_id)
     return decision
@@ -185,47 +233,33 @@ def similar_decisions(decision_id: uuid.UUID, limit: int) -> list[Decision]:
 
 def decision_stats(filters: DecisionFilter) -> dict:
     """Aggregates over the filtered decisions, each computed by PostgreSQL."""
-    base = filters.apply(Decision.select())
-    resolved = Decision.outcome.in_(("SUCCESS", "FAILURE"))
-    totals = (
-        filters.apply(
-            Decision.select(
-                fn.COUNT(Decision.id).alias("total"),
-                fn.AVG(Decision.confidence).alias("avg_confidence"),
-                fn.COUNT(Decision.id).filter(Decision.outcome == "SUCCESS").alias("successes"),
-                fn.COUNT(Decision.id).filter(resolved).alias("resolved"),
-                fn.AVG(Decision.actual_pnl).alias("avg_pnl"),
-                fn.COALESCE(fn.SUM(Decision.cost), 0).alias("total_cost"),
-                fn.AVG(Decision.latency_ms).alias("avg_latency_ms"),
-            )
-        )
-        .dicts()
-        .get()
-    )
-
-    def counts_by(column) -> dict[str, int]:
-        rows = (
-            base.select(column, fn.COUNT(Decision.id).alias("n"))
-            .group_by(column)
-            .order_by(SQL("n").desc(), column)
-            .tuples()
-        )
-        return dict(rows)
-
+    totals: dict = {}
+    counts: dict[str, list[tuple[str, int]]] = {name: [] for name in _BREAKDOWNS}
+    for row in DECISION_STATS.rows(filters.values()):
+        kind = _GROUPING[row["grouping"]]
+        if kind == "totals":
+            totals = row
+        else:
+            counts[kind].append((row[_BREAKDOWNS[kind].column_name], row["total"]))
+    # Most frequent first, ties by name: the order the breakdowns are listed in.
+    counts = {
+        name: dict(sorted(pairs, key=lambda pair: (-pair[1], pair[0])))
+        for name, pairs in counts.items()
+    }
     resolved_count = totals["resolved"]
     average_latency = totals["avg_latency_ms"]
     return {
         "total_decisions": totals["total"],
-        "by_outcome": with_zeros(counts_by(Decision.outcome), DECISION_OUTCOMES),
+        "by_outcome": with_zeros(counts["by_outcome"], DECISION_OUTCOMES),
         "by_decision_type": with_zeros(
-            counts_by(Decision.decision_type), (*BUILT_IN_DECISION_TYPES, filters.decision_type)
+            counts["by_decision_type"], (*BUILT_IN_DECISION_TYPES, filters.decision_type)
         ),
         "avg_confidence": totals["avg_confidence"] or Decimal(0),
         "success_rate": (
             Decimal(totals["successes"]) / resolved_count if resolved_count else Decimal(0)
         ),
         "avg_pnl": totals["avg_pnl"] or Decimal(0),
-        "by_model": with_zeros(counts_by(Decision.model), (filters.model,)),
+        "by_model": with_zeros(counts["by_model"], (filters.model,)),
         "total_cost": totals["total_cost"],
         # The spec shows an integer; half-up, so 2.5 ms reads 3.
         "avg_latency_ms": int(Decimal(average_latency or 0).to_integral_value(ROUND_HALF_UP)),

@@ -8,6 +8,7 @@ declaration also lands in the OpenAPI document as ``x-required-role``, ``securit
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from dataclasses import dataclass
@@ -104,12 +105,17 @@ def route_access() -> RouteAccess | None:
     """What the matched view needs; None for an unmatched URL (it answers 404)."""
     if request.url_rule is None or request.endpoint is None:
         return None
-    if request.endpoint.startswith("api-docs."):
+    return _declared_access(current_app.view_functions.get(request.endpoint),
+                            request.endpoint, request.method)  # fmt: skip
+
+
+@functools.lru_cache(maxsize=1024)
+def _declared_access(view, endpoint: str, method: str) -> RouteAccess:
+    if endpoint.startswith("api-docs."):
         return RouteAccess(None, GENERAL)
-    view = current_app.view_functions.get(request.endpoint)
     declared = getattr(view, "access_declared", None) or ADMIN_ONLY
     if declared.counts_as is None and declared.role is not None:
-        kind = GENERAL if request.method in READ_METHODS else WRITE
+        kind = GENERAL if method in READ_METHODS else WRITE
         return RouteAccess(declared.role, kind, declared.audited)
     return declared
 
@@ -142,7 +148,12 @@ def route_template() -> str:
     """The matched route as the OpenAPI document writes it (``/api/v1/orders/{order_id}``)."""
     if request.url_rule is None:
         return request.path
-    return CONVERTER_IN_RULE.sub(r"{\1}", request.url_rule.rule)
+    return _openapi_path(request.url_rule.rule)
+
+
+@functools.lru_cache(maxsize=1024)
+def _openapi_path(rule: str) -> str:
+    return CONVERTER_IN_RULE.sub(r"{\1}", rule)
 
 
 def client_ip() -> str:

@@ -7,12 +7,14 @@ from decimal import Decimal
 
 from flask import current_app
 from flask_smorest import Api, Blueprint
+from flask_smorest.utils import resolve_schema_instance
 from webargs import core
 from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.errors import InvalidInput
 from app.schemas.common import ErrorSchema
+from app.schemas.dumping import use_compiled_dump
 from app.settings import Settings
 
 BODY_LOCATIONS = ("json", "form", "json_or_form")
@@ -133,6 +135,17 @@ class ApiParser(FlaskParser):
 
 class ApiBlueprint(Blueprint):
     ARGUMENTS_PARSER = ApiParser()
+
+    def arguments(self, schema, **kwargs):
+        """flask-smorest's arguments with one schema instance (webargs would build one per
+        request from a class)."""
+        return super().arguments(resolve_schema_instance(schema), **kwargs)
+
+    def response(self, status_code, schema=None, **kwargs):
+        """flask-smorest's response, dumping with the schema compiled to a plain function."""
+        if schema is not None:
+            schema = use_compiled_dump(resolve_schema_instance(schema))
+        return super().response(status_code, schema, **kwargs)
 
 
 class RestApi(Api):

@@ -7,11 +7,11 @@ import logging
 import time
 from urllib.parse import urlsplit
 
-from flask import Flask, current_app, g, jsonify, request
+from flask import Flask, Response, current_app, g, jsonify, request
 
 from app.api.access import register_access_control, route_template
 from app.db import CONNECTION_ERRORS, close_request_connection, db, is_retryable, is_timeout
-from app.metrics import LATENCY, REQUESTS
+from app.metrics import latency_histogram, request_counter
 from app.realtime.protocol import WS_PATH
 from app.settings import Settings
 
@@ -24,6 +24,8 @@ BODY_METHODS = ("POST", "PUT", "PATCH")
 
 def _refuse_nul_in_query():
     """PostgreSQL cannot store or compare text with NUL: a 400, not a driver error (500)."""
+    if b"%00" not in request.query_string:
+        return None  # a NUL can only arrive percent-encoded
     for name, value in request.args.items(multi=True):
         if "\x00" in name or "\x00" in value:
             response = jsonify(
@@ -66,9 +68,24 @@ HTML_POLICY = (
 )
 
 
-def _security_headers(response):
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
+class ApiResponse(Response):
+    """Every response starts with the headers every response carries: no MIME sniffing, no
+    referrer, and ``Vary: Origin`` (CORS answers depend on it). Added once here, not looked up
+    and set by an after-request hook (that cost 6 % of a small GET)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.headers.extend(ALWAYS_HEADERS)
+
+
+ALWAYS_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Vary", "Origin"),
+)
+
+
+def _html_policy(response):
     if response.mimetype == "text/html":
         response.headers.setdefault("Content-Security-Policy", HTML_POLICY)
     return response
@@ -83,8 +100,10 @@ def _allowed_origin(origin: str) -> bool:
 
 def _refuse_foreign_websocket():
     """A web page on another origin must not read the event stream through the browser."""
-    origin = request.headers.get("Origin")
-    if request.path == WS_PATH and origin and not _allowed_origin(origin):
+    if request.path != WS_PATH:
+        return None
+    origin = request.environ.get("HTTP_ORIGIN")
+    if origin and not _allowed_origin(origin):
         response = jsonify(
             {
                 "error": "origin not allowed",
@@ -97,22 +116,22 @@ def _refuse_foreign_websocket():
 
 
 def _cors(response):
-    origin = request.headers.get("Origin")
+    # (Vary: Origin is on every response already: see ApiResponse.)
+    origin = request.environ.get("HTTP_ORIGIN")
     if origin and _allowed_origin(origin):
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Allow-Headers"] = "Content-Type, Authorization, X-API-Key"
         response.headers["Access-Control-Allow-Methods"] = "GET, POST, PATCH, DELETE, OPTIONS"
         response.headers["Access-Control-Max-Age"] = "600"
-    response.vary.add("Origin")
     return response
 
 
 def _observe(response):
     started = g.pop("started", None)
     endpoint = route_template() if request.url_rule else "unmatched"
-    REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
+    request_counter(request.method, endpoint, response.status_code).inc()
     if started is not None:
-        LATENCY.labels(request.method, endpoint).observe(time.perf_counter() - started)
+        latency_histogram(request.method, endpoint).observe(time.perf_counter() - started)
     return response
 
 
@@ -125,7 +144,8 @@ def register_request_hooks(app: Flask, settings: Settings) -> None:
     app.before_request(_require_json_body)
     app.before_request(_refuse_nul_in_query)
     app.after_request(_observe)
-    app.after_request(_security_headers)
+    app.response_class = ApiResponse
+    app.after_request(_html_policy)
     app.after_request(_cors)
     app.teardown_request(close_request_connection)
 

@@ -36,7 +36,7 @@ def list_orders(args: dict):
 @blp.alt_response(404, schema=ErrorSchema, description="Order not found")
 def get_order(order_id: str):
     """Get detailed information about a specific order."""
-    return {"order": orders.get_order(parse_uuid(order_id, "order_id"))}
+    return {"order": orders.order_view(parse_uuid(order_id, "order_id"))}
 
 
 @blp.post("")

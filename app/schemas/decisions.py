@@ -47,7 +47,8 @@ class DecisionDetailSchema(DecisionSchema):
     )
 
     def _embedding(self, decision):
-        vector = decision.prompt_embedding
+        # A row dict (the detail view) or a Decision (just recorded).
+        vector = self.get_attribute(decision, "prompt_embedding", None)
         return None if vector is None else [float(x) for x in vector]
 
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from decimal import Decimal
 
+from app import statements
 from app.db import db
 from app.errors import InvalidInput, InvalidTransition, NotFound, Unavailable
 from app.models import Order, utcnow
 from app.pagination import Listing, Page
+from app.statements import CompiledSelect, text_uuids
 from app.trading.sessions import find_active_session, get_session
 
 
@@ -34,6 +36,30 @@ class OrderFilter:
     side: str | None = None
 
 
+# What the API shows of an order: every column but the engine's bookkeeping.
+ORDER_COLUMNS = text_uuids(
+    *(f for f in Order._meta.sorted_fields if f.name not in ("accepted_at", "triggered_at"))
+)
+ORDER_LIST = CompiledSelect(
+    lambda: Order.select(*ORDER_COLUMNS).order_by(Order.placed_at.desc(), Order.id),
+    {
+        "id": lambda p: Order.id == p,
+        "session_id": lambda p: Order.session == p,
+        "symbol": lambda p: Order.symbol == p,
+        "status": lambda p: Order.status == p,
+        "side": lambda p: Order.side == p,
+    },
+)
+
+
+def order_view(order_id: uuid.UUID) -> dict:
+    """The order as the API shows it (a row dict), or 404 ``order not found``."""
+    row = ORDER_LIST.first({"id": order_id})
+    if row is None:
+        raise NotFound("order not found", order_id=order_id)
+    return row
+
+
 def get_order(order_id: uuid.UUID, *, for_update: bool = False) -> Order:
     """Return the order or raise 404 ``order not found`` with ``order_id``."""
     query = Order.select().where(Order.id == order_id)
@@ -46,17 +72,8 @@ def get_order(order_id: uuid.UUID, *, for_update: bool = False) -> Order:
 
 
 def list_orders(filters: OrderFilter, page: Page) -> Listing:
-    """Orders, newest first; every filter combines with the others."""
-    query = Order.select().order_by(Order.placed_at.desc(), Order.id)
-    if filters.session_id:
-        query = query.where(Order.session == filters.session_id)
-    if filters.symbol:
-        query = query.where(Order.symbol == filters.symbol)
-    if filters.status:
-        query = query.where(Order.status == filters.status)
-    if filters.side:
-        query = query.where(Order.side == filters.side)
-    return Listing.of(query, page)
+    """Orders (row dicts), newest first; every filter combines with the others."""
+    return Listing.of_compiled(ORDER_LIST, asdict(filters), page)
 
 
 OLDEST_UNPROCESSED_SQL = """
@@ -113,7 +130,8 @@ def place_order(request: OrderRequest) -> Order:
                 "POST /api/v1/trade/start",
                 session_id=session.id,
             )
-        return Order.create(
+        return statements.create(
+            Order,
             session=session.id,
             symbol=request.symbol,
             exchange=session.exchange,

@@ -10,6 +10,7 @@ from peewee import Case
 from app.errors import NotFound
 from app.models import Position
 from app.pagination import Listing, Page
+from app.statements import CompiledSelect, text_uuids
 from app.vocabulary import PositionStatus
 
 
@@ -20,16 +21,26 @@ class PositionFilter:
     status: str = "open"  # open | closed | all
 
 
+POSITION_LIST = CompiledSelect(
+    lambda: Position.select(*text_uuids(*Position._meta.sorted_fields)).order_by(
+        Position.entry_time.desc(), Position.id
+    ),
+    {
+        "status": lambda p: Position.status == p,
+        "session_id": lambda p: Position.session == p,
+        "symbol": lambda p: Position.symbol == p,
+    },
+)
+
+
 def list_positions(filters: PositionFilter, page: Page) -> Listing:
-    """Positions, most recently opened first."""
-    query = Position.select().order_by(Position.entry_time.desc(), Position.id)
-    if filters.status != "all":
-        query = query.where(Position.status == filters.status.upper())
-    if filters.session_id:
-        query = query.where(Position.session == filters.session_id)
-    if filters.symbol:
-        query = query.where(Position.symbol == filters.symbol)
-    return Listing.of(query, page)
+    """Positions (row dicts), most recently opened first."""
+    values = {
+        "status": None if filters.status == "all" else filters.status.upper(),
+        "session_id": filters.session_id,
+        "symbol": filters.symbol,
+    }
+    return Listing.of_compiled(POSITION_LIST, values, page)
 
 
 def latest_position(symbol: str, session_id: uuid.UUID | None = None) -> Position:

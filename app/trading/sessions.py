@@ -24,6 +24,7 @@ from app.models import (
 )
 from app.pagination import Listing, Page
 from app.runtime_config import trading_rules
+from app.statements import CompiledSelect
 from app.trading.limits import LOSS_LIMIT_BREACHES
 from app.trading.marking import close_session_positions, record_equity
 from app.trading.stats import max_drawdown, sharpe_ratio
@@ -63,14 +64,19 @@ def list_sessions(filters: SessionFilter, page: Page) -> Listing:
     return Listing.of(query, page)
 
 
+ACTIVE_SESSIONS = CompiledSelect(
+    lambda: (
+        TradingSession.select()
+        .where(TradingSession.status.in_(ACTIVE_SESSION_STATUSES))
+        .order_by(TradingSession.started_at.desc())
+    ),
+    {"symbol": lambda p: TradingSession.symbol == p, "mode": lambda p: TradingSession.mode == p},
+)
+
+
 def find_active_session(symbol: str, mode: str | None = None) -> TradingSession | None:
     """The RUNNING or PAUSED session for ``symbol`` (in ``mode`` when given)."""
-    query = TradingSession.select().where(
-        TradingSession.symbol == symbol, TradingSession.status.in_(ACTIVE_SESSION_STATUSES)
-    )
-    if mode:
-        query = query.where(TradingSession.mode == mode)
-    sessions = list(query.order_by(TradingSession.started_at.desc()).limit(2))
+    sessions = ACTIVE_SESSIONS.instances({"symbol": symbol, "mode": mode or None}, limit=2)
     if len(sessions) > 1:
         raise InvalidInput(
             "session_id is required",
