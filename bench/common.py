@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,3 +50,40 @@ def percentile(values: list[float], fraction: float) -> float:
     """The value at ``fraction`` (0..1) of the sorted values (nearest rank, no interpolation)."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+class BareServer:
+    """gunicorn serving one of the bare comparison apps in bench/, with gevent workers like
+    the real web process."""
+
+    def __init__(self, database_url: str, app: str, ready_path: str, workers: int = 2, **env):
+        import requests
+
+        from tests.live import free_port
+
+        self.port = free_port()
+        environment = {**os.environ, "DATABASE_URL": database_url, **env}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", str(workers),
+             "--worker-connections", "2000", "--keep-alive", "5", "--log-level", "warning",
+             "-b", f"127.0.0.1:{self.port}", "--chdir", str(ROOT / "bench"), app],
+            env=environment,
+        )  # fmt: skip
+        self.ws_url = f"ws://127.0.0.1:{self.port}/api/v1/ws"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                requests.get(self.url(ready_path), timeout=2)
+                return
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        self.stop()
+        raise SystemExit(f"the bare server {app} did not start")
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=20)

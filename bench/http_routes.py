@@ -26,18 +26,16 @@ import re
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
-import time
 import uuid
 
 import requests
-from common import OPEN_ACCESS, ROOT, bench_database
+from common import OPEN_ACCESS, BareServer, bench_database
 
 from app.access import keys
 from app.db import db
 from app.settings import VERSION
-from tests.live import WebServer, free_port
+from tests.live import WebServer
 
 SEED_SQL = """
 INSERT INTO trading_sessions (id, mode, symbol, exchange, status, initial_capital, cash,
@@ -133,35 +131,6 @@ def routes(seeded: dict) -> dict[str, str]:
     }
 
 
-class BareServer:
-    """gunicorn serving bench/bare_http.py, configured like the real web process."""
-
-    def __init__(self, database_url: str, workers: int = 2):
-        self.port = free_port()
-        env = {**os.environ, "DATABASE_URL": database_url, "BARE_VERSION": VERSION}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", str(workers),
-             "--worker-connections", "2000", "--keep-alive", "5", "--log-level", "warning",
-             "-b", f"127.0.0.1:{self.port}", "--chdir", str(ROOT / "bench"), "bare_http:app"],
-            env=env,
-        )  # fmt: skip
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                requests.get(self.url("/api/v1/status"), timeout=2)
-                return
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        raise SystemExit("the bare server did not start")
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=20)
-
-
 VARYING = ("uptime", "heartbeat_age_seconds")
 
 
@@ -222,7 +191,7 @@ def main() -> None:
         db.close_all()
         env = {"LOG_LEVEL": "warning", "ORDER_BACKLOG_SECONDS": "1000000000"}
         servers = {
-            "bare": BareServer(url),
+            "bare": BareServer(url, "bare_http:app", "/api/v1/status", BARE_VERSION=VERSION),
             "real": WebServer(url, workers=2, RATE_LIMIT_ENABLED="false", **env),
             "real, auth off": WebServer(url, workers=2, **OPEN_ACCESS, **env),
         }

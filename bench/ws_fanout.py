@@ -1,12 +1,14 @@
-"""WebSocket fan-out benchmark: commit-to-client latency and delivery ratio on one web worker.
+"""WebSocket fan-out benchmark: commit-to-client latency and delivery ratio on one web worker,
+against a bare flask-sock + LISTEN handler (bench/bare_ws.py) in the same sitting.
 
 Starts its own embedded PostgreSQL (or uses DATABASE_URL) and one gunicorn gevent worker,
 connects N clients from a separate gevent process, then inserts real system_events rows (each
 one a NOTIFY from its trigger) at a fixed rate. Each row carries its commit-side wall time; a
-client measures receipt time minus that.
+client measures receipt time minus that. The project's server and the bare one take turns,
+run after run; the medians of the runs are compared.
 
-    python bench/ws_fanout.py                      # 1000 and 200 clients, 50 events/s, 20 s
-    python bench/ws_fanout.py --clients 1000 --rate 50 --seconds 20
+    python bench/ws_fanout.py                      # 1000 clients, 50 events/s, 20 s, 3 runs
+    python bench/ws_fanout.py --clients 1000 200 --rate 50 --seconds 20 --runs 3
 """
 
 from __future__ import annotations
@@ -20,14 +22,17 @@ import time
 
 import psycopg2
 import requests
-from common import OPEN_ACCESS, ROOT, bench_database, percentile
+from common import OPEN_ACCESS, ROOT, BareServer, bench_database, percentile
 
 from app.db import connect_kwargs
 from tests.live import WebServer
 
 
-def run(database_url: str, clients: int, rate: float, seconds: float) -> dict:
-    web = WebServer(database_url, workers=1, LOG_LEVEL="warning", **OPEN_ACCESS)
+def run(database_url: str, clients: int, rate: float, seconds: float, bare: bool) -> dict:
+    if bare:
+        web = BareServer(database_url, "bare_ws:app", "/health", workers=1)
+    else:
+        web = WebServer(database_url, workers=1, LOG_LEVEL="warning", **OPEN_ACCESS)
     load = subprocess.Popen(
         [
             sys.executable,
@@ -43,7 +48,10 @@ def run(database_url: str, clients: int, rate: float, seconds: float) -> dict:
     try:
         ready = json.loads(load.stdout.readline())["ready"]
         time.sleep(6)  # presence rows refresh every 5 s
-        status = requests.get(web.url("/api/v1/status"), timeout=5).json()
+        reported = None
+        if not bare:
+            status = requests.get(web.url("/api/v1/status"), timeout=5).json()
+            reported = status["websocket"]["connected_clients"]
         conn = psycopg2.connect(**connect_kwargs(database_url))
         conn.autocommit = True
         sent = 0
@@ -73,7 +81,8 @@ def run(database_url: str, clients: int, rate: float, seconds: float) -> dict:
     return {
         "clients": clients,
         "connected": ready,
-        "connected_clients_reported": status["websocket"]["connected_clients"],
+        "server": "bare" if bare else "project",
+        "connected_clients_reported": reported,
         "events": sent,
         "rate_per_s": rate,
         "deliveries": len(latencies),
@@ -89,13 +98,30 @@ def run(database_url: str, clients: int, rate: float, seconds: float) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, nargs="*", default=[1000, 200])
+    parser.add_argument("--clients", type=int, nargs="*", default=[1000])
     parser.add_argument("--rate", type=float, default=50)
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     with bench_database() as database_url:
         for clients in args.clients:
-            print(json.dumps(run(database_url, clients, args.rate, args.seconds)), flush=True)
+            results: dict[str, list[dict]] = {"project": [], "bare": []}
+            for _ in range(args.runs):
+                for bare in (False, True):
+                    result = run(database_url, clients, args.rate, args.seconds, bare)
+                    results[result["server"]].append(result)
+                    print(json.dumps(result), flush=True)
+            summary = {
+                server: {
+                    key: statistics.median(r[key] for r in runs)
+                    for key in ("latency_ms_p50", "latency_ms_p99", "latency_ms_max",
+                                "delivery_ratio")
+                }
+                for server, runs in results.items()
+            }  # fmt: skip
+            p99_ratio = summary["project"]["latency_ms_p99"] / summary["bare"]["latency_ms_p99"]
+            print(json.dumps({"clients": clients, "medians": summary,
+                              "p99_project_over_bare": round(p99_ratio, 2)}), flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -112,3 +112,86 @@ def test_random_sequences_keep_every_invariant(app, orders, participation):
     # Equity is initial capital plus PnL net of fees, up to rounding to 18 places.
     assert abs(equity - (session.initial_capital + realized + unrealized)) < D("1e-9")
     assert len([p for p in positions if p.status == "OPEN"]) <= 1
+
+
+def _run_book(rules, tag, orders, ticks, *, batched: bool) -> list:
+    """Place ``orders`` on two symbols, let them rest, then work ``ticks`` on them: in one
+    batch through the prefilter, or each tick through process_tick (the reference)."""
+    from app.models import MarketPrice
+    from app.trading.matching import claim_ticks, process_tick
+
+    symbols = [f"{tag}{n}{uuid.uuid4().hex[:6].upper()}/USDT" for n in (1, 2)]
+    sessions = {}
+    for symbol in symbols:
+        record_tick(symbol, D(100), volume=D(40))
+        with db.atomic():
+            sessions[symbol] = start_session(symbol, D(100_000), "PAPER", live_credentials=False)
+    process_pending(rules)
+    placed = []
+    for which, side, quantity, kind, level in orders:
+        symbol = symbols[which]
+        placed.append(
+            place_order(
+                OrderRequest(
+                    symbol=symbol, side=side, type=kind, quantity=quantity,
+                    price=level if kind in ("LIMIT", "STOP_LOSS_LIMIT") else None,
+                    stop_price=level if kind != "LIMIT" else None,
+                    session_id=sessions[symbol].id,
+                )
+            )
+        )  # fmt: skip
+    process_pending(rules)  # accepted: they rest (the market is at 100)
+    for which, price, volume in ticks:
+        record_tick(symbols[which], price, volume=volume)
+    if batched:
+        process_pending(rules)
+    else:
+        with db.atomic():
+            for tick in claim_ticks(1000):
+                process_tick(tick, rules)
+    outcome = [
+        (o.status, o.executed_quantity, o.executed_quote_quantity, o.triggered_at is not None)
+        for o in (Order.get_by_id(order.id) for order in placed)
+    ]
+    for symbol in symbols:
+        session = TradingSession.get_by_id(sessions[symbol].id)
+        positions = Position.select().where(Position.session == session.id).order_by(Position.id)
+        outcome.append((session.cash, sorted((p.status, p.quantity) for p in positions)))
+        outcome.append(MarketPrice.get_by_id(symbol).liquidity_left)
+    return outcome
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([0, 1]),
+            sides,
+            quantities,
+            st.sampled_from(["LIMIT", "STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT"]),
+            st.decimals(min_value=D("90"), max_value=D("110"), places=1),
+        ),
+        max_size=8,
+    ),
+    st.lists(
+        st.tuples(
+            st.sampled_from([0, 1]),
+            st.decimals(min_value=D("85"), max_value=D("115"), places=1),
+            st.sampled_from([None, D(30)]),
+        ),
+        min_size=1,
+        max_size=15,
+    ),
+)
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_a_batch_of_ticks_fills_exactly_as_one_tick_at_a_time(app, orders, ticks):
+    """The batch prefilter skips ticks that cross nothing; every fill, trigger, position and
+    liquidity budget must be what working each tick on its own gives."""
+    rules = Rules(
+        slippage=D("0.0005"), commission_rate=D("0.001"), participation=D("0.5"),
+        max_position_size=D(1), max_daily_loss=D(1), max_drawdown=D(1),
+    )  # fmt: skip
+    batched = _run_book(rules, "A", orders, ticks, batched=True)
+    one_by_one = _run_book(rules, "B", orders, ticks, batched=False)
+    assert batched == one_by_one
