@@ -1,5 +1,7 @@
 """WSGI entry point for gunicorn: ``gunicorn -c config/gunicorn.conf.py wsgi:app``."""
 
+import gc
+
 from gevent import monkey
 
 if monkey.is_module_patched("socket"):
@@ -20,3 +22,8 @@ prepare_access(app.extensions["cryptofunk"]["settings"])
 if monkey.is_module_patched("socket"):
     # Listen before the first client arrives, so no event of this process's lifetime is missed.
     hub.ensure_started(app.extensions["cryptofunk"]["settings"])
+
+# Everything built so far (modules, the app, schemas, compiled statements) lives as long as
+# the process: keep it out of the collector's generations, so a collection walks only what
+# requests and WebSocket clients create.
+gc.freeze()

@@ -86,4 +86,8 @@ class BareServer:
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
-            self.process.wait(timeout=20)
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:  # open WebSockets hold a graceful stop
+                self.process.kill()
+                self.process.wait()

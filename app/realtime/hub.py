@@ -5,9 +5,11 @@ connection that LISTENs on ``cryptofunk_events``; each notification is parsed on
 frame offered to every subscribed client's queue. Presence (app/realtime/presence.py) records
 how many clients the process holds; raw socket access is in app/realtime/wire.py.
 
-A client whose queue is full is disconnected (1013) instead of slowing the others. Each client
-has one sender greenlet that does every write to its socket: events, pongs, keepalive pings
-(with the pong deadline), and closes.
+A client whose queue is full is disconnected (1013) instead of slowing the others. An event for
+a client with nothing queued and no write in progress is written to its socket at once, as far
+as the socket takes it without waiting (no greenlet switch per client and event); everything
+else goes through the client's queue to its one sender greenlet, which also writes pongs,
+keepalive pings (with the pong deadline) and closes.
 """
 
 from __future__ import annotations
@@ -77,12 +79,25 @@ class ClientConnection:
         self.subscription = Subscription()
         self.queue: Queue = Queue(maxsize=settings.send_queue)
         self.open = True
+        self.writing = False  # the sender is inside a write: nobody else may write now
         self.finished = GeventEvent()
         self._on_closed = on_closed
         self.sender = gevent.spawn(self._send_loop)
 
     def offer(self, frame: bytes) -> bool:
-        """Queue a frame without ever waiting; False when the client has fallen behind."""
+        """Send or queue a frame without ever waiting; False when the client has fallen behind.
+
+        With nothing queued and no write in progress the frame goes straight to the socket;
+        whatever the socket does not take at once is queued for the sender, in order.
+        """
+        if not self.writing and self.queue.empty():
+            try:
+                written = self.wire.write_now(frame)
+            except OSError:
+                written = 0  # the sender meets the error on its next write and ends
+            if written == len(frame):
+                return True
+            frame = frame[written:]
         try:
             self.queue.put_nowait(frame)
         except Full:
@@ -91,8 +106,12 @@ class ClientConnection:
 
     def _write(self, data: bytes) -> None:
         # Bounded by the write timeout so one stuck client cannot hold its greenlet.
-        with gevent.Timeout(self.settings.write_timeout):
-            self.wire.write(data)
+        self.writing = True
+        try:
+            with gevent.Timeout(self.settings.write_timeout):
+                self.wire.write(data)
+        finally:
+            self.writing = False
 
     def _take_queued(self, first: bytes) -> tuple[bytes, _Close | None]:
         """``first`` plus whatever else is queued, as one write (one syscall under load)."""

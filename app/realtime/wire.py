@@ -9,6 +9,7 @@ not public API: the supported versions are checked when the hub starts.
 from __future__ import annotations
 
 import contextlib
+import errno
 import socket
 from importlib.metadata import version
 
@@ -39,6 +40,18 @@ class Wire:
     def write(self, data: bytes) -> None:
         """All of ``data``, or an exception: a partial write must never cut a frame."""
         self._ws.sock.sendall(data)
+
+    def write_now(self, data: bytes) -> int:
+        """Write what the socket takes without waiting; the number of bytes written (0 when
+        its buffer is full). The caller queues the rest."""
+        try:
+            return self._ws.sock.send(data, 0, timeout=0.0)
+        except BlockingIOError:
+            return 0
+        except OSError as error:
+            if error.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
+                return 0
+            raise
 
     def ping(self) -> bytes:
         """A ping frame, with the pong flag reset (the reader sets it on the answer)."""
