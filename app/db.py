@@ -150,6 +150,14 @@ def connect_kwargs(url: str) -> dict:
     return {key: value for key, value in kwargs.items() if value is not None}
 
 
+# pgvector's HNSW scan settings for every connection: 40 candidates per step (recall@10 above
+# 0.99 on 16-dimensional embeddings at a million decisions, bench/similar.py), and an iterative
+# scan, so a WHERE clause that discards candidates makes the walk go on instead of coming back
+# short. Set at connect time, a similarity query needs no transaction to SET LOCAL them.
+HNSW_EF_SEARCH = 40
+VECTOR_SEARCH_OPTIONS = f"-c hnsw.ef_search={HNSW_EF_SEARCH} -c hnsw.iterative_scan=relaxed_order"
+
+
 def init_database(
     url: str,
     pool_size: int = 10,
@@ -169,7 +177,7 @@ def init_database(
         db.close_all()
     kwargs = connect_kwargs(url)
     name = kwargs.pop("database")
-    options = [kwargs.get("options", "")]
+    options = [kwargs.get("options", ""), VECTOR_SEARCH_OPTIONS]
     if lock_timeout:
         options.append(f"-c lock_timeout={int(lock_timeout * 1000)}")
     if statement_timeout:

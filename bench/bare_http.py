@@ -1,4 +1,4 @@
-"""The bare comparison for bench/http_routes.py: plain Flask + psycopg2, the same queries, the same JSON.
+"""The bare twin of the routes in bench/http_routes.py: plain Flask + psycopg2, same SQL, same JSON.
 
 No ORM, no schemas, no access control, no hooks: each handler runs the SQL the real route runs
 and writes the same JSON body, so the difference in throughput is what the project's layers

@@ -10,7 +10,7 @@ Three gunicorn servers (gevent, 2 workers each) on one seeded database:
 wrk loads them in turn, route after route, round after round, so every configuration sees the
 same machine state. The ratio per route is real ÷ bare (medians).
 
-    python bench/http_routes.py                       # 3 rounds of 5 s per route and server, wrk -c64
+    python bench/http_routes.py            # 3 rounds of 5 s per route and server, wrk -c64
     python bench/http_routes.py --rounds 5 --seconds 10 --routes order_detail order_list
 
 Needs ``wrk`` (Debian: apt install wrk).
@@ -170,7 +170,7 @@ def wrk(
         command += ["-H", f"X-API-Key: {key}"]
     if script:
         command += ["-s", script]
-    output = subprocess.run(command + [url], capture_output=True, text=True, check=True).stdout
+    output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
     if not warm_up and ("Non-2xx" in output or "Socket errors" in output):
         raise SystemExit(f"errors during the run of {url}:\n{output}")
     return float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
@@ -206,8 +206,11 @@ def main() -> None:
                 )
                 differences = same_json(real.json(), bare.json())
                 if real.status_code != 200 or bare.status_code != 200 or differences:
-                    raise SystemExit(f"{name}: the bare handler does not answer the same:\n"
-                                     + "\n".join(differences[:10]) + f"\n{real.text[:500]}")  # fmt: skip
+                    shown = "\n".join(differences[:10])
+                    raise SystemExit(
+                        f"{name}: the bare handler does not answer the same:\n{shown}\n"
+                        f"{real.text[:500]}"
+                    )
             rates: dict[str, dict[str, list[float]]] = {r: {s: [] for s in servers} for r in chosen}
             for name, server in servers.items():  # warm-up: pools, caches, imports
                 for path in chosen.values():

@@ -120,8 +120,9 @@ def main() -> None:
                 for server, runs in results.items()
             }  # fmt: skip
             p99_ratio = summary["project"]["latency_ms_p99"] / summary["bare"]["latency_ms_p99"]
+            ratio = round(p99_ratio, 2)
             print(json.dumps({"clients": clients, "medians": summary,
-                              "p99_project_over_bare": round(p99_ratio, 2)}), flush=True)  # fmt: skip
+                              "p99_project_over_bare": ratio}), flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

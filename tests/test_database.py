@@ -61,3 +61,68 @@ def test_deleting_a_session_cascades_to_its_orders(app):
     make_order(session)
     session.delete_instance()
     assert Order.select().count() == 0
+
+
+def test_the_pool_serves_waiters_first_come_first_served(database_url):
+    """A connection given back goes to the request that has waited longest, never to one that
+    just arrived (peewee's own wait let newcomers take it: some requests waited out the whole
+    timeout under load while others never waited)."""
+    import threading
+    import time
+
+    from app.db import PostgresPool, connect_kwargs
+
+    kwargs = connect_kwargs(database_url)
+    pool = PostgresPool(kwargs.pop("database"), max_connections=1, timeout=10, **kwargs)
+    pool.connect()  # the one connection, held by this thread
+    served: list[str] = []
+
+    def request(name: str) -> None:
+        pool.connect()
+        served.append(name)
+        time.sleep(0.05)  # holds it a little, as a request does
+        pool.close()
+
+    waiters = []
+    for name in ("first", "second", "third"):
+        thread = threading.Thread(target=request, args=(name,))
+        thread.start()
+        waiters.append(thread)
+        deadline = time.monotonic() + 5
+        while len(pool._waiting) < len(waiters) and time.monotonic() < deadline:
+            time.sleep(0.005)  # in line before the next one comes
+    pool.close()  # give it back: the first in line gets it
+    late = threading.Thread(target=request, args=("newcomer",))
+    late.start()  # arrives while the three wait: it queues behind them
+    for thread in [*waiters, late]:
+        thread.join(timeout=10)
+    assert served == ["first", "second", "third", "newcomer"]
+    pool.close_all()
+
+
+def test_a_waiter_gives_up_after_the_pool_timeout(database_url):
+    import time
+
+    from app.db import PoolExhausted, PostgresPool, connect_kwargs
+
+    kwargs = connect_kwargs(database_url)
+    pool = PostgresPool(kwargs.pop("database"), max_connections=1, timeout=0.3, **kwargs)
+    pool.connect()
+    import threading
+
+    outcome = {}
+
+    def request() -> None:
+        started = time.monotonic()
+        try:
+            pool.connect()
+        except PoolExhausted:
+            outcome["waited"] = time.monotonic() - started
+
+    thread = threading.Thread(target=request)
+    thread.start()
+    thread.join(timeout=5)
+    assert 0.25 < outcome["waited"] < 2
+    assert not pool._waiting  # it left the line
+    pool.close()
+    pool.close_all()

@@ -9,6 +9,8 @@ from decimal import Decimal
 
 import pytest
 
+from app.agents import similarity
+from app.db import db
 from app.models import Agent, Decision
 from tests.factories import make_decision, make_session
 
@@ -139,6 +141,63 @@ def test_similar_limit_default_max_and_validation(client):
     too_many = client.get(f"/api/v1/decisions/{reference.id}/similar?limit=51")
     assert too_many.status_code == 400
     assert too_many.json["field"] == "limit"
+
+
+def test_similar_filters_by_symbol_and_agent(client):
+    reference = make_decision(prompt_embedding=unit(1, 0))
+    near_eth = make_decision(symbol="ETH/USDT", prompt_embedding=unit(1, 0.1))
+    far_eth = make_decision(symbol="ETH/USDT", agent_name="risk-agent", prompt_embedding=unit(0, 1))
+    make_decision(prompt_embedding=unit(1, 0.01))  # BTC, nearest of all
+    base = f"/api/v1/decisions/{reference.id}/similar"
+    by_symbol = client.get(f"{base}?symbol=eth-usdt").json["similar"]
+    assert [item["id"] for item in by_symbol] == [str(near_eth.id), str(far_eth.id)]
+    by_agent = client.get(f"{base}?agent_name=risk-agent").json["similar"]
+    assert [item["id"] for item in by_agent] == [str(far_eth.id)]
+    both = client.get(f"{base}?symbol=ETH/USDT&agent_name=trend-agent").json["similar"]
+    assert [item["id"] for item in both] == [str(near_eth.id)]
+    bad = client.get(f"{base}?symbol=not a pair")
+    assert (bad.status_code, bad.json["field"]) == (400, "symbol")
+
+
+def _exact_neighbours(reference_id, symbol, limit):
+    rows = db.execute_sql(
+        "SELECT id::text FROM llm_decisions WHERE id <> %s AND symbol = %s "
+        "AND prompt_embedding IS NOT NULL ORDER BY (prompt_embedding <=> (SELECT "
+        "prompt_embedding FROM llm_decisions WHERE id = %s)) + 0 LIMIT %s",
+        (str(reference_id), symbol, str(reference_id), limit),
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def test_a_selective_filter_still_fills_the_page(client, monkeypatch):
+    """The index walk gives up after hnsw.max_scan_tuples: a filter matching few decisions far
+    from the reference still gets a full page (exact scan), whichever path answers it."""
+    reference = make_decision(prompt_embedding=unit(1, 0))
+    for index in range(150):  # many near ones on BTC/USDT
+        make_decision(prompt_embedding=unit(1, index / 1000))
+    for index in range(12):  # a few far ones on SOL/USDT
+        make_decision(symbol="SOL/USDT", prompt_embedding=unit(-1, 1 + index / 10))
+    expected = _exact_neighbours(reference.id, "SOL/USDT", 10)
+    path = f"/api/v1/decisions/{reference.id}/similar?symbol=SOL/USDT"
+    assert [item["id"] for item in client.get(path).json["similar"]] == expected  # exact path
+    # Through the index first, with a walk starved so that it comes back short.
+    monkeypatch.setattr(similarity, "EXACT_UP_TO", 0)
+    walk = similarity._approximate
+    answers = []
+
+    def starved_walk(where, params):
+        with db.atomic():
+            # A table this small would be sorted whole; make the planner walk the graph.
+            for setting in ("enable_seqscan", "enable_bitmapscan", "enable_sort"):
+                db.execute_sql(f"SET LOCAL {setting} = off")
+            db.execute_sql("SET LOCAL hnsw.max_scan_tuples = 1")
+            found = walk(where, params)
+        answers.append(len(found))
+        return found
+
+    monkeypatch.setattr(similarity, "_approximate", starved_walk)
+    assert [item["id"] for item in client.get(path).json["similar"]] == expected
+    assert answers and answers[0] < 10  # the walk came back short; the exact scan filled it
 
 
 def test_similar_errors_and_reference_without_embedding(client):

@@ -28,7 +28,7 @@ EXPECTED = {
     "/api/v1/agents": 1,
     "/api/v1/decisions": 1,
     "/api/v1/decisions/{decision}": 1,
-    "/api/v1/decisions/stats": 4,
+    "/api/v1/decisions/stats": 1,
     "/api/v1/decisions/{decision}/similar": 1,
     "/api/v1/status": 3,
     "/api/v1/market/prices": 1,

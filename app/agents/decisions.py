@@ -191,46 +191,6 @@ def get_decision(decision_id: uuid.UUID) -> dict:
     return decision
 
 
-def similar_decisions(decision_id: uuid.UUID, limit: int) -> list[Decision]:
-    """Nearest decisions by cosine distance of their market-context embeddings.
-
-    Each result carries ``similarity`` = 1 - cosine distance, highest first; the reference
-    itself is excluded. A reference without an embedding has no neighbours.
-    """
-    reference = (
-        Decision.select(Decision.id, Decision.prompt_embedding)
-        .where(Decision.id == decision_id)
-        .first()
-    )
-    if reference is None:
-        raise NotFound("decision not found", decision_id=decision_id)
-    if reference.prompt_embedding is None:
-        return []
-    distance = Decision.prompt_embedding.cosine_distance(reference.prompt_embedding)
-    with db.atomic():
-        # The HNSW scan returns at most ef_search rows; iterative scans keep filling the page
-        # when the WHERE clause discards candidates.
-        db.execute_sql(f"SET LOCAL hnsw.ef_search = {max(40, limit * 2)}")
-        db.execute_sql("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        query = (
-            Decision.select(
-                Decision.id,
-                Decision.symbol,
-                Decision.decision,
-                Decision.confidence,
-                Decision.outcome,
-                Decision.created_at,
-                (1 - distance).alias("similarity"),
-            )
-            .where(Decision.id != decision_id, Decision.prompt_embedding.is_null(False))
-            .order_by(distance, Decision.created_at.desc())
-            .limit(limit)
-        )
-        results = list(query)
-    # relaxed_order may return near-ties slightly out of order; the page is re-sorted exactly.
-    return sorted(results, key=lambda row: -row.similarity)
-
-
 def decision_stats(filters: DecisionFilter) -> dict:
     """Aggregates over the filtered decisions, each computed by PostgreSQL."""
     totals: dict = {}

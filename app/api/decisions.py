@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.access.roles import Role
-from app.agents import decisions
+from app.agents import decisions, similarity
 from app.api.access import requires
 from app.api.base import ApiBlueprint
 from app.identifiers import parse_uuid
@@ -74,9 +74,11 @@ def get_decision(decision_id: str):
 @blp.alt_response(400, schema=ErrorSchema, description="Invalid decision ID or limit")
 @blp.alt_response(404, schema=ErrorSchema, description="Decision not found")
 def similar(args: dict, decision_id: str):
-    """Find decisions made in a similar market context (pgvector cosine similarity)."""
+    """Find decisions made in a similar market context (pgvector cosine similarity),
+    optionally only on one symbol or of one agent."""
     reference = parse_uuid(decision_id, "decision_id")
-    found = decisions.similar_decisions(reference, args["limit"])
+    limit = args.pop("limit")
+    found = similarity.similar_decisions(reference, limit, similarity.SimilarFilter(**args))
     return {"decision_id": reference, "similar": found, "count": len(found)}
 
 

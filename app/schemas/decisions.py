@@ -73,6 +73,10 @@ class DecisionListArgs(DecisionFilterArgs):
 
 class SimilarArgs(Schema):
     limit = fields.Integer(load_default=10, validate=validate.Range(1, 50))
+    symbol = Symbol(metadata={"description": "only decisions on this symbol"})
+    agent_name = fields.String(
+        validate=AGENT_NAME, metadata={"description": "only decisions of this agent"}
+    )
 
 
 class SimilarDecisionSchema(Schema):
