@@ -205,7 +205,8 @@ def test_similar_errors_and_reference_without_embedding(client):
     assert missing.status_code == 404
     assert client.get("/api/v1/decisions/x/similar").status_code == 400
     bare = make_decision(prompt_embedding=None)
-    make_decision(prompt_embedding=unit(1))
+    for _ in range(12):  # more than a page: the index must not rank them against nothing
+        make_decision(prompt_embedding=unit(1))
     assert client.get(f"/api/v1/decisions/{bare.id}/similar").json == {
         "decision_id": str(bare.id),
         "similar": [],

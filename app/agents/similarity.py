@@ -21,9 +21,12 @@ from app.errors import NotFound
 # their b-tree index and sorting by distance is cheaper than walking the graph past the rest.
 EXACT_UP_TO = 5_000
 
+# The reference's embedding, evaluated once per statement (an InitPlan the index scan takes as
+# its ORDER BY value), so the neighbours come back in a single round trip.
+REFERENCE = "(SELECT prompt_embedding FROM llm_decisions WHERE id = %(id)s)"
 COLUMNS = (
     "id::text AS id, symbol, decision, confidence, outcome, created_at, "
-    "prompt_embedding <=> %(reference)s AS distance"
+    f"prompt_embedding <=> {REFERENCE} AS distance"
 )
 
 
@@ -59,38 +62,49 @@ def similar_decisions(
         "symbol": filters.symbol,
         "agent_name": filters.agent_name,
         "limit": limit,
-        "ef_search": str(limit * 2),
     }
     where = filters.where()
-    # A narrow filter is counted (up to EXACT_UP_TO + 1) in the same round trip.
-    few = (
-        f"(SELECT count(*) <= {EXACT_UP_TO} FROM "
-        f"(SELECT 1 FROM llm_decisions WHERE {where} LIMIT {EXACT_UP_TO + 1}) m)"
-        if filters.narrows
-        else "false"
-    )
     # Every connection scans with HNSW_EF_SEARCH candidates and an iterative scan (app.db); a
     # page larger than half of that widens the scan for this transaction only.
     wide = limit * 2 > HNSW_EF_SEARCH
-    widen = ", set_config('hnsw.ef_search', %(ef_search)s, true)" if wide else ""
     with db.atomic() if wide else nullcontext():
-        # The reference and the size of a narrow filter in one round trip.
-        row = db.execute_sql(
-            f"SELECT prompt_embedding::text, {few}{widen} FROM llm_decisions WHERE id = %(id)s",
-            params,
-        ).fetchone()
-        if row is None:
+        if wide:
+            db.execute_sql("SELECT set_config('hnsw.ef_search', %s, true)", (str(limit * 2),))
+        if not filters.narrows:
+            found = _approximate(where, params)  # the common case: one statement
+            # (No reference, or one without an embedding, gives NULL distances.)
+            if len(found) == limit and found[0]["distance"] is not None:
+                return _ranked(found)
+        reference_exists, has_embedding, narrow = _reference(where, params, filters.narrows)
+        if not reference_exists:
             raise NotFound("decision not found", decision_id=decision_id)
-        reference, narrow = row[0], row[1]
-        if reference is None:
+        if not has_embedding:
             return []
-        params["reference"] = reference
-        if narrow:
-            found = _exact(where, params)
-        else:
+        if filters.narrows and not narrow:
             found = _approximate(where, params)
-            if len(found) < limit:  # the scan gave up early: finish exactly
-                found = _exact(where, params)
+        if narrow or len(found) < limit:  # a narrow filter, or a walk that gave up early
+            found = _exact(where, params)
+    return _ranked(found)
+
+
+def _reference(where: str, params: dict, narrows: bool) -> tuple[bool, bool, bool]:
+    """Does the reference exist, has it an embedding, and does the filter match at most
+    EXACT_UP_TO decisions (counted only that far): one round trip."""
+    few = (
+        f"(SELECT count(*) <= {EXACT_UP_TO} FROM "
+        f"(SELECT 1 FROM llm_decisions WHERE {where} LIMIT {EXACT_UP_TO + 1}) m)"
+        if narrows
+        else "false"
+    )
+    row = db.execute_sql(
+        f"SELECT prompt_embedding IS NOT NULL, {few} FROM llm_decisions WHERE id = %(id)s",
+        params,
+    ).fetchone()
+    return (False, False, False) if row is None else (True, row[0], row[1])
+
+
+def _ranked(found: list[dict]) -> list[dict]:
+    """Highest similarity first, ties newest first (the index returns near-ties loosely)."""
     for item in found:
         item["similarity"] = 1 - item.pop("distance")
     return sorted(found, key=lambda item: (-item["similarity"], -item["created_at"].timestamp()))
@@ -106,7 +120,7 @@ def _approximate(where: str, params: dict) -> list[dict]:
     """The HNSW index scan (iterative: it keeps going while the filter discards rows)."""
     return _rows(
         f"SELECT {COLUMNS} FROM llm_decisions WHERE {where} "
-        "ORDER BY prompt_embedding <=> %(reference)s LIMIT %(limit)s",
+        f"ORDER BY prompt_embedding <=> {REFERENCE} LIMIT %(limit)s",
         params,
     )
 
@@ -115,6 +129,6 @@ def _exact(where: str, params: dict) -> list[dict]:
     """Every matching row's distance, sorted: ``+ 0`` is a sort key the index cannot serve."""
     return _rows(
         f"SELECT {COLUMNS} FROM llm_decisions WHERE {where} "
-        "ORDER BY (prompt_embedding <=> %(reference)s) + 0, created_at DESC LIMIT %(limit)s",
+        f"ORDER BY (prompt_embedding <=> {REFERENCE}) + 0, created_at DESC LIMIT %(limit)s",
         params,
     )
