@@ -29,7 +29,8 @@ EXPECTED = {
     "/api/v1/decisions": 1,
     "/api/v1/decisions/{decision}": 1,
     "/api/v1/decisions/stats": 1,
-    "/api/v1/decisions/{decision}/similar": 1,
+    # A full page straight from the index: one statement (reference included).
+    "/api/v1/decisions/{decision}/similar?limit=2": 1,
     "/api/v1/status": 3,
     "/api/v1/market/prices": 1,
     "/api/v1/config": 1,
@@ -47,7 +48,8 @@ def seed(rows: int, prefix: str) -> dict[str, str]:
     for index in range(rows):
         make_position(make_session(symbol=f"{prefix}{index}/USDT"))
         make_agent(f"{prefix}-agent-{index}")
-    decisions = [make_decision() for _ in range(rows)]
+    decisions = [make_decision(prompt_embedding=[1.0, index] + [0.0] * 14)
+                 for index in range(rows)]  # fmt: skip
     return {"order": str(orders[0].id), "session": str(session.id),
             "decision": str(decisions[0].id)}  # fmt: skip
 
