@@ -37,28 +37,39 @@ class Listing:
 
     @classmethod
     def of(cls, query, page: Page) -> Listing:
-        items = list(page.apply(query))
-        if page.offset == 0 and len(items) < page.limit:
-            return cls(items, len(items), True)  # the whole list fits on this page
+        """A page of a Peewee select (model instances)."""
         unordered = query.order_by()
-        matched = unordered.select(SQL("1")).limit(EXACT_TOTAL_UP_TO + 1).count()
-        if matched <= EXACT_TOTAL_UP_TO:
-            return cls(items, matched, True)
-        sql, params = unordered.sql()
-        plan = db.execute_sql(f"EXPLAIN (FORMAT JSON) {sql}", params).fetchone()[0]
-        estimate = int(plan[0]["Plan"]["Plan Rows"])
-        return cls(items, max(estimate, EXACT_TOTAL_UP_TO + 1), False)
+
+        def estimate() -> int:
+            sql, params = unordered.sql()
+            plan = db.execute_sql(f"EXPLAIN (FORMAT JSON) {sql}", params).fetchone()[0]
+            return int(plan[0]["Plan"]["Plan Rows"])
+
+        return cls._counted(
+            list(page.apply(query)),
+            page,
+            lambda bound: unordered.select(SQL("1")).limit(bound).count(),
+            estimate,
+        )
 
     @classmethod
     def of_compiled(cls, statement, values: dict, page: Page) -> Listing:
-        """The same as :meth:`of` for a :class:`app.statements.CompiledSelect` (rows as dicts)."""
-        items = statement.rows(values, limit=page.limit, offset=page.offset)
+        """A page of a :class:`app.statements.CompiledSelect` (rows as dicts)."""
+        return cls._counted(
+            statement.rows(values, limit=page.limit, offset=page.offset),
+            page,
+            lambda bound: statement.count_up_to(values, bound),
+            lambda: statement.estimate(values),
+        )
+
+    @classmethod
+    def _counted(cls, items: list, page: Page, count_up_to, estimate) -> Listing:
         if page.offset == 0 and len(items) < page.limit:
-            return cls(items, len(items), True)
-        matched = statement.count_up_to(values, EXACT_TOTAL_UP_TO + 1)
+            return cls(items, len(items), True)  # the whole list fits on this page
+        matched = count_up_to(EXACT_TOTAL_UP_TO + 1)
         if matched <= EXACT_TOTAL_UP_TO:
             return cls(items, matched, True)
-        return cls(items, max(statement.estimate(values), EXACT_TOTAL_UP_TO + 1), False)
+        return cls(items, max(estimate(), EXACT_TOTAL_UP_TO + 1), False)
 
     def body(self, name: str) -> dict:
         """The list response: the page under ``name``, its ``count``, and the ``total``."""

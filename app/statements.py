@@ -3,7 +3,7 @@
 Turning a Peewee query into SQL costs more than PostgreSQL takes to run it (about 1.5 ms for a
 23-column select on this stack, against 0.6 ms for the query), and building model instances
 doubles that again for a page of 50 rows. A hot read is therefore declared once, with a
-placeholder for each value that varies; the SQL of each combination of filters is compiled on
+named parameter for each value that varies; the SQL of each combination of filters is compiled on
 first use and kept, and rows come back as plain dicts keyed by column name.
 """
 
@@ -28,8 +28,8 @@ class Param:
         self.name = name
 
 
-def placeholder(name: str) -> Value:
-    """A query value to be filled in at run time: rendered as ``%s``, never converted."""
+def parameter(name: str) -> Value:
+    """A query value given at run time: rendered as ``%s``, never converted."""
     return Value(Param(name), converter=False)
 
 
@@ -64,13 +64,18 @@ class CompiledSelect:
     """A select and the conditions it may be narrowed by, compiled once per set of conditions.
 
     ``build`` returns the Peewee select (columns, joins, order); ``conditions`` maps a filter
-    name to a function of a placeholder, e.g. ``lambda p: Order.status == p``. Constants in the
+    name to a function of a parameter, e.g. ``lambda p: Order.status == p``. Constants in the
     query stay parameters of the compiled statement, so nothing is ever formatted into SQL.
     """
 
     def __init__(self, build: Callable[[], ModelSelect], conditions: Mapping[str, Condition]):
         self.build = build
         self.conditions = dict(conditions)
+
+    @functools.cached_property
+    def model(self):
+        """The model the select reads."""
+        return self.build().model
 
     def shape_of(self, values: Mapping[str, Any]) -> tuple[str, ...]:
         """The names of the conditions that apply: those whose value is not None."""
@@ -80,10 +85,10 @@ class CompiledSelect:
         return tuple(name for name in self.conditions if values.get(name) is not None)
 
     def narrowed(self, shape: tuple[str, ...]) -> ModelSelect:
-        """The Peewee select with the conditions of ``shape`` applied (placeholders inside)."""
+        """The Peewee select with the conditions of ``shape`` applied (parameters inside)."""
         query = self.build()
         for name in shape:
-            query = query.where(self.conditions[name](placeholder(name)))
+            query = query.where(self.conditions[name](parameter(name)))
         return query
 
     @functools.cache  # noqa: B019 (instances are module-level constants that live forever)
@@ -91,10 +96,10 @@ class CompiledSelect:
         """SQL and parameter template of the ``rows``, ``page``, ``count`` or ``plan`` query."""
         query = self.narrowed(shape)
         if kind == "page":
-            query = query.limit(placeholder("limit")).offset(placeholder("offset"))
+            query = query.limit(parameter("limit")).offset(parameter("offset"))
         elif kind == "count":
-            bounded = query.order_by().select(SQL("1")).limit(placeholder("bound"))
-            query = self.build().model.select(fn.COUNT(SQL("1"))).from_(bounded.alias("m"))
+            bounded = query.order_by().select(SQL("1")).limit(parameter("bound"))
+            query = self.model.select(fn.COUNT(SQL("1"))).from_(bounded.alias("m"))
         elif kind == "plan":
             sql, params = query.order_by().select(SQL("1")).sql()
             return "EXPLAIN (FORMAT JSON) " + sql, params
@@ -108,12 +113,12 @@ class CompiledSelect:
     def rows(self, values: Mapping[str, Any], *, limit: int | None = None, offset: int = 0):
         """Matching rows as dicts; all of them, or one page when ``limit`` is given."""
         if limit is None:
-            return _dicts(self.execute(values))
-        return _dicts(self.execute({**values, "limit": limit, "offset": offset}, "page"))
+            return dicts(self.execute(values))
+        return dicts(self.execute({**values, "limit": limit, "offset": offset}, "page"))
 
     def instances(self, values: Mapping[str, Any], *, limit: int | None = None) -> list:
         """Matching rows as model instances, as the ORM would have read them."""
-        model = self.build().model
+        model = self.model
         columns = model._meta.columns
         found = []
         for row in self.rows(values, limit=limit):
@@ -147,7 +152,8 @@ def _conditions_only(values: Mapping[str, Any]) -> dict:
     return {name: value for name, value in values.items() if name not in _NOT_CONDITIONS}
 
 
-def _dicts(cursor) -> list[dict]:
+def dicts(cursor) -> list[dict]:
+    """Every row of a run cursor as a dict keyed by column name."""
     names = [column.name for column in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from app.db import HNSW_EF_SEARCH, db
 from app.errors import NotFound
+from app.statements import dicts
 
 # A filter matching at most this many decisions is answered exactly: reading them through
 # their b-tree index and sorting by distance is cheaper than walking the graph past the rest.
@@ -111,9 +112,7 @@ def _ranked(found: list[dict]) -> list[dict]:
 
 
 def _rows(sql: str, params: dict) -> list[dict]:
-    cursor = db.execute_sql(sql, params)
-    names = [column.name for column in cursor.description]
-    return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+    return dicts(db.execute_sql(sql, params))
 
 
 def _approximate(where: str, params: dict) -> list[dict]:

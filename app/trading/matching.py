@@ -113,7 +113,7 @@ def process_ticks_one_by_one(rules: Rules, limit: int) -> int:
 
 # Built once: these run for every tick, and assembling them through the ORM cost more than
 # executing them. They only prefilter: the Python rules decide. {price} is the tick's price:
-# a placeholder in the per-tick queries, a column in the batch prefilter.
+# a %s parameter in the per-tick queries, a column in the batch prefilter.
 WORKING_ORDER_CROSSED = """
        status IN ('NEW', 'PARTIALLY_FILLED')
    AND accepted_at IS NOT NULL
@@ -138,7 +138,7 @@ PROTECTIVE_LEVEL_CROSSED = """
      OR (side = 'SHORT' AND (stop_loss <= {price} OR take_profit >= {price})))
 """
 
-# Placeholders: symbol, then the tick price six times.
+# Parameters: symbol, then the tick price six times.
 MATCHING_ORDERS_SQL = f"""
 SELECT * FROM orders
  WHERE symbol = %s AND {WORKING_ORDER_CROSSED.format(price="%s")}
@@ -146,7 +146,7 @@ SELECT * FROM orders
  FOR UPDATE
 """
 
-# Placeholders: symbol, then the tick price four times. No lock here: the ledger locks the
+# Parameters: symbol, then the tick price four times. No lock here: the ledger locks the
 # sessions, then their positions, in the one order every path uses.
 PROTECTIVE_EXITS_SQL = f"""
 SELECT DISTINCT session_id FROM positions
