@@ -89,6 +89,30 @@ class PostgresPool(PooledPostgresqlDatabase):
             self._wake_next()
         return closed
 
+    def ride_next_commit(self, sql: str, params) -> None:
+        """Run ``sql`` right before the next COMMIT of this context's transaction, in the same
+        round trip and so in the same transaction: it commits exactly when the work does (any
+        rows it returns are not read). :meth:`take_rider` says whether it ran and forgets it."""
+        self._state.commit_rider = (sql, params)
+        self._state.rider_committed = False
+
+    def take_rider(self) -> bool:
+        """Whether the rider set by :meth:`ride_next_commit` was committed; clears it."""
+        committed = getattr(self._state, "rider_committed", False)
+        self._state.commit_rider = None
+        self._state.rider_committed = False
+        return committed
+
+    def commit(self):
+        rider = getattr(self._state, "commit_rider", None)
+        if rider is None:
+            return super().commit()
+        self._state.commit_rider = None
+        sql, params = rider
+        self.execute_sql(f"{sql}; COMMIT", params)
+        self._state.rider_committed = True
+        return None
+
     def _is_closed(self, conn) -> bool:
         return bool(conn.closed) or self._adapter.txn_status(conn) == self._adapter.txn_unknown
 
@@ -191,7 +215,10 @@ def init_database(
 
 
 def close_request_connection(exc: BaseException | None = None) -> None:
-    """Return this greenlet's connection to the pool (discarded if the server dropped it)."""
+    """Return this greenlet's connection to the pool (discarded if the server dropped it), and
+    forget a commit rider the request left (the next request may run on this thread)."""
+    if getattr(db._state, "commit_rider", None) is not None:
+        db.take_rider()
     if db.is_closed():
         return
     try:

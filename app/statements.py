@@ -175,12 +175,9 @@ def _insert_sql(model, names: tuple[str, ...]) -> str:
     return sql
 
 
-def create(model, **values):
-    """``model.create(**values)`` with the INSERT compiled once per set of columns.
-
-    The instance is built by the model, so defaults apply exactly as in ``create``; each value
-    goes through its field's ``db_value``. An auto-numbered key is read back with RETURNING.
-    """
+def insert(model, **values) -> tuple[object, str, list]:
+    """The instance ``model(**values)`` (defaults applied as ``Model.create`` applies them),
+    and the compiled INSERT with its parameters that would store it."""
     instance = model(**values)
     data = {
         name: value
@@ -189,7 +186,17 @@ def create(model, **values):
     }
     names = tuple(data)
     params = [model._meta.fields[name].db_value(value) for name, value in data.items()]
-    cursor = db.execute_sql(_insert_sql(model, names), params)
+    return instance, _insert_sql(model, names), params
+
+
+def create(model, **values):
+    """``model.create(**values)`` with the INSERT compiled once per set of columns.
+
+    The instance is built by the model, so defaults apply exactly as in ``create``; each value
+    goes through its field's ``db_value``. An auto-numbered key is read back with RETURNING.
+    """
+    instance, sql, params = insert(model, **values)
+    cursor = db.execute_sql(sql, params)
     if cursor.description:
         setattr(instance, model._meta.primary_key.name, cursor.fetchone()[0])
     instance._dirty.clear()

@@ -242,9 +242,19 @@ BACKLOG_SQL = (
 )
 
 
+AUDIT_SQL = (
+    "INSERT INTO audit_log (at, key_name, role, method, route, path, status, client_ip, body) "
+    "VALUES (now(), NULL, NULL, 'POST', '/api/v1/orders', '/api/v1/orders', 201, %s, %s)"
+)
+
+
 @app.post("/api/v1/orders")
 def create_order():
-    body = json.loads(request.get_data(), parse_float=Decimal)
+    """The INSERT of the order, as the issue's bare handler; ?audited=1 also writes the audit
+    row the real route writes, in the same transaction (the real route's work, exactly)."""
+    audited = request.args.get("audited") == "1"
+    raw = request.get_data()
+    body = json.loads(raw, parse_float=Decimal)
     with pool.connection() as conn, conn.cursor() as cursor:
         cursor.execute(BACKLOG_SQL)
         cursor.fetchone()
@@ -266,5 +276,8 @@ def create_order():
         )  # fmt: skip
         names = [column.name for column in cursor.description]
         order = dict(zip(names, cursor.fetchone(), strict=True))
-        cursor.execute("COMMIT")
+        if audited:
+            cursor.execute(AUDIT_SQL + "; COMMIT", (request.remote_addr, raw.decode()))
+        else:
+            cursor.execute("COMMIT")
     return reply({"order": order, "message": "Order created successfully"}, 201)

@@ -224,14 +224,20 @@ def main() -> None:
                         rates[route][name].append(rate)
             if not args.skip_write and (not args.routes or "create_order" in args.routes):
                 rates["create_order"] = write_rates(servers, credentials, args)
+                rates["create_order, bare audited too"] = write_rates(
+                    servers, credentials, args, bare_query="?audited=1"
+                )
         finally:
             for server in servers.values():
                 server.stop()
     report(rates)
 
 
-def write_rates(servers: dict, credentials: dict, args) -> dict[str, list[float]]:
-    """POST /api/v1/orders: a resting LIMIT order per request (the engine is not running)."""
+def write_rates(
+    servers: dict, credentials: dict, args, bare_query: str = ""
+) -> dict[str, list[float]]:
+    """POST /api/v1/orders: a resting LIMIT order per request (the engine is not running).
+    ``bare_query`` selects the bare handler's variant (``?audited=1``: with the audit row)."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(
             'wrk.method = "POST"\n'
@@ -242,7 +248,7 @@ def write_rates(servers: dict, credentials: dict, args) -> dict[str, list[float]
     try:
         for _ in range(args.rounds):
             for name, server in servers.items():
-                url = server.url("/api/v1/orders")
+                url = server.url("/api/v1/orders" + (bare_query if name == "bare" else ""))
                 rates[name].append(wrk(url, credentials[name], args.seconds, args.connections,
                                        script.name))  # fmt: skip
     finally:

@@ -100,3 +100,34 @@ def test_only_admins_read_the_trail_filtered_and_paged(client, app):
         ).status_code
         == 400
     )
+
+
+def test_a_committed_write_brings_its_entry_in_the_same_commit(client, app):
+    from tests.queries import recorded_queries
+
+    assert client.post("/api/v1/trade/start", json=START).status_code == 201
+    order = {"symbol": "BTC/USDT", "side": "BUY", "type": "LIMIT", "price": 1, "quantity": 1}
+    with recorded_queries() as statements:
+        assert client.post("/api/v1/orders", json=order).status_code == 201
+    audit_inserts = [sql for sql in statements if 'INSERT INTO "audit_log"' in sql]
+    assert len(audit_inserts) == 1
+    assert audit_inserts[0].endswith("; COMMIT")  # one round trip, one transaction with the work
+    [placed] = entries(client, "?route=/api/v1/orders")
+    assert (placed["method"], placed["status"], placed["body"]["side"]) == ("POST", 201, "BUY")
+
+
+def test_a_write_whose_entry_cannot_be_stored_is_not_committed(client, app):
+    from app.db import db
+    from app.models import Order
+
+    assert client.post("/api/v1/trade/start", json=START).status_code == 201
+    db.execute_sql(
+        "ALTER TABLE audit_log ADD CONSTRAINT refuse_orders CHECK (route <> '/api/v1/orders')"
+    )
+    try:
+        order = {"symbol": "BTC/USDT", "side": "BUY", "type": "LIMIT", "price": 1, "quantity": 1}
+        response = client.post("/api/v1/orders", json=order)
+        assert response.status_code == 409  # the constraint the entry broke, as any other
+        assert Order.select().count() == 0  # no write without its audit entry
+    finally:
+        db.execute_sql("ALTER TABLE audit_log DROP CONSTRAINT refuse_orders")

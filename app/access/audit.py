@@ -9,6 +9,7 @@ from peewee import AutoField, IntegerField, TextField
 from playhouse.postgres_ext import DateTimeTZField
 
 from app import statements
+from app.db import db
 from app.models import BaseModel, JsonDocument, utcnow
 from app.pagination import Listing, Page
 
@@ -67,19 +68,35 @@ class AuditRecord:
     body: object = None
 
 
+def _columns(entry: AuditRecord) -> dict:
+    return {
+        "key_name": entry.key_name,
+        "role": entry.role,
+        "method": entry.method,
+        "route": entry.route,
+        "path": entry.path[:500],
+        "status": entry.status,
+        "client_ip": entry.client_ip,
+        "body": summarize(entry.body) if entry.body is not None else None,
+    }
+
+
 def record(entry: AuditRecord) -> None:
     """Append one entry (autocommit: it stands whether or not the request's work did)."""
-    statements.create(
-        AuditEntry,
-        key_name=entry.key_name,
-        role=entry.role,
-        method=entry.method,
-        route=entry.route,
-        path=entry.path[:500],
-        status=entry.status,
-        client_ip=entry.client_ip,
-        body=summarize(entry.body) if entry.body is not None else None,
-    )
+    statements.create(AuditEntry, **_columns(entry))
+
+
+def record_with_next_commit(entry: AuditRecord) -> None:
+    """Have ``entry`` written in the same transaction, and round trip, as the next COMMIT of
+    this request's work: a committed write always has its entry, at no extra round trip.
+    :func:`committed_with_work` then says whether that happened."""
+    _, sql, params = statements.insert(AuditEntry, **_columns(entry))
+    db.ride_next_commit(sql, params)
+
+
+def committed_with_work() -> bool:
+    """Whether the entry of :func:`record_with_next_commit` was committed (and forget it)."""
+    return db.take_rider()
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ import logging
 import re
 from dataclasses import dataclass
 
-from flask import Flask, current_app, g, request
+import orjson
+from flask import Flask, Request, current_app, g
 from flask_smorest import Blueprint
 
 from app.access import audit
@@ -87,26 +88,33 @@ def requires(role: Role | None, *, counts_as: str | None = None, audited: bool =
         counts_as = GENERAL  # anonymous callers are counted per address
 
     def decorate(view):
-        documented = Blueprint.doc(**_document(RouteAccess(role, counts_as or GENERAL)))(view)
+        documented = _with_doc(view, _document(RouteAccess(role, counts_as or GENERAL)))
         documented.access_declared = RouteAccess(role, counts_as, audited)
         return documented
 
     return decorate
 
 
+def _with_doc(view, doc: dict):
+    """``view`` with ``doc`` merged into its OpenAPI operation (flask-smorest's ``doc``, minus
+    the wrapper it puts around the view)."""
+    view._apidoc = Blueprint.doc(**doc)(view)._apidoc
+    return view
+
+
 def unlimited_public(view):
     """A public probe: never authenticated or rate limited (a refused probe restarts pods)."""
-    documented = Blueprint.doc(**_document(RouteAccess(None, None)))(view)
+    documented = _with_doc(view, _document(RouteAccess(None, None)))
     documented.access_declared = RouteAccess(None, None)
     return documented
 
 
-def route_access() -> RouteAccess | None:
-    """What the matched view needs; None for an unmatched URL (it answers 404)."""
-    if request.url_rule is None or request.endpoint is None:
+def route_access(req: Request) -> RouteAccess | None:
+    """What the view matched by ``req`` needs; None for an unmatched URL (it answers 404)."""
+    if req.url_rule is None or req.endpoint is None:
         return None
-    return _declared_access(current_app.view_functions.get(request.endpoint),
-                            request.endpoint, request.method)  # fmt: skip
+    return _declared_access(current_app.view_functions.get(req.endpoint), req.endpoint,
+                            req.method)  # fmt: skip
 
 
 @functools.lru_cache(maxsize=1024)
@@ -144,11 +152,11 @@ def access_control() -> AccessControl:
     return current_app.extensions["cryptofunk"]["access"]
 
 
-def route_template() -> str:
+def route_template(req: Request) -> str:
     """The matched route as the OpenAPI document writes it (``/api/v1/orders/{order_id}``)."""
-    if request.url_rule is None:
-        return request.path
-    return _openapi_path(request.url_rule.rule)
+    if req.url_rule is None:
+        return req.path
+    return _openapi_path(req.url_rule.rule)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -156,16 +164,17 @@ def _openapi_path(rule: str) -> str:
     return CONVERTER_IN_RULE.sub(r"{\1}", rule)
 
 
-def client_ip() -> str:
-    return request.remote_addr or "unknown"
+def client_ip(req: Request) -> str:
+    return req.remote_addr or "unknown"
 
 
-def credential() -> Credential | None:
-    """The credential of this request: X-API-Key, a bearer value, or (WebSocket only) ?token."""
-    key = request.headers.get("X-API-Key")
+def credential(req: Request) -> Credential | None:
+    """The credential of ``req``: X-API-Key, a bearer value, or (WebSocket only) ?token."""
+    headers = req.headers
+    key = headers.get("X-API-Key")
     if key is not None:
         return Credential(key.strip(), "header")
-    authorization = request.headers.get("Authorization")
+    authorization = headers.get("Authorization")
     if authorization is not None:
         scheme, _, value = authorization.strip().partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
@@ -174,8 +183,8 @@ def credential() -> Credential | None:
                 details="use Authorization: Bearer <key or token>",
             )
         return Credential(value.strip(), "header")
-    if request.path == WS_PATH and "token" in request.args:
-        return Credential(request.args["token"], "query")
+    if req.path == WS_PATH and "token" in req.args:
+        return Credential(req.args["token"], "query")
     return None
 
 
@@ -184,49 +193,56 @@ def current_identity() -> Identity | None:
     return g.get("identity")
 
 
-def _authorize():
-    """Access control before the view. Nothing of the request has happened yet, so after a
-    database restart (dead pooled connections) it is safe to run once more on a fresh one."""
+def authorize(req: Request, context) -> None:
+    """Access control before the view: authenticate, authorise and count ``req``, keeping what
+    was found on ``context`` (the request's ``g``). Nothing of the request has happened yet, so
+    after a database restart (dead pooled connections) it is safe to run once more on a fresh
+    connection."""
     try:
-        return _authorize_once()
+        _authorize_once(req, context)
     except CONNECTION_ERRORS as error:
         if db.in_transaction() or is_timeout(error):
             raise
         db.discard_broken()
-        return _authorize_once()
+        _authorize_once(req, context)
 
 
-def _authorize_once():
-    if request.method == "OPTIONS":
-        return None  # CORS preflight: browsers send it without credentials
-    access = route_access()
+def _authorize_once(req: Request, context) -> None:
+    if req.method == "OPTIONS":
+        return  # CORS preflight: browsers send it without credentials
+    access = route_access(req)
     if access is None:
-        return None
+        return
     control = access_control()
-    g.access = access
+    context.access = access
     identity = None
     if access.role is not None:
         if control.settings.auth_disabled:
             identity = ANONYMOUS_ADMIN
         else:
-            identity = control.authenticator.authenticate(credential(), client_ip())
-        g.identity = identity
+            identity = control.authenticator.authenticate(credential(req), client_ip(req))
+        context.identity = identity
         if not identity.role.allows(access.role):
             raise Forbidden(
                 "insufficient role",
-                details=f"{request.method} {route_template()} needs the {access.role} role; "
+                details=f"{req.method} {route_template(req)} needs the {access.role} role; "
                 f"this key is {identity.role}",
             )
     if control.limiter is not None and access.counts_as is not None:
         caller = identity or Identity(key_id=None, name=None, role=Role.VIEWER, via="anonymous")
-        verdict = control.limiter.count(caller, client_ip(), access.counts_as)
-        g.rate_verdict = verdict
+        verdict = control.limiter.count(caller, client_ip(req), access.counts_as)
+        context.rate_verdict = verdict
         if verdict.exceeded:
-            who = f"key {caller.name}" if caller.name else f"address {client_ip()}"
+            who = f"key {caller.name}" if caller.name else f"address {client_ip(req)}"
             raise verdict.refusal(who)
-    if request.path == WS_PATH and identity is not None and identity.name is not None:
-        _reserve_websocket(control, identity)
-    return None
+    if req.path == WS_PATH and identity is not None and identity.name is not None:
+        context.ws_slot = _reserve_websocket(control, identity)
+    if access.audited and req.method not in READ_METHODS:
+        success = getattr(current_app.view_functions[req.endpoint], "success_status", None)
+        if success is not None:
+            # Written by the work's own COMMIT when it succeeds (see audit_response).
+            context.audit_success = success
+            audit.record_with_next_commit(_audit_record(req, identity, success, write=True))
 
 
 def _reserve_websocket(control: AccessControl, identity: Identity) -> None:
@@ -242,10 +258,11 @@ def _reserve_websocket(control: AccessControl, identity: Identity) -> None:
             f"or give the key a higher ws_connections",
             retry_after=WS_RETRY_SECONDS,
         )
-    g.ws_slot = slot
+    return slot
 
 
-def _release_websocket(error=None):
+def release_websocket(error=None) -> None:
+    """Give back the WebSocket slot this request reserved, if any (a teardown hook)."""
     slot = g.pop("ws_slot", None)
     if slot is not None:
         try:
@@ -255,48 +272,64 @@ def _release_websocket(error=None):
             log.warning("could not release WebSocket slot %s; it expires with its process", slot)
 
 
-def _rate_headers(response):
-    verdict = g.get("rate_verdict")
+def add_rate_headers(context, response) -> None:
+    """The rate limit's X-RateLimit-* headers, when this request was counted."""
+    verdict = getattr(context, "rate_verdict", None)
     if verdict is not None:
         response.headers.update(verdict.headers())
-    return response
 
 
-def _request_body():
-    if request.content_length and request.content_length > request.max_content_length:
+def _request_body(req: Request):
+    if req.content_length and req.content_length > req.max_content_length:
+        return None
+    if not req.is_json:
         return None
     try:
-        return request.get_json(silent=True, cache=True)
+        return orjson.loads(req.get_data(cache=True))
     except Exception:  # unreadable body: the request was refused for it; audit without it
         return None
 
 
-def _audit(response):
-    access: RouteAccess | None = g.get("access")
-    status = response.status_code
-    is_write = request.method not in READ_METHODS and access is not None and access.audited
-    if not (is_write or status in REFUSALS) or request.method == "OPTIONS":
-        return response
-    identity = current_identity()
-    entry = audit.AuditRecord(
+def _audit_record(req: Request, identity: Identity | None, status: int, write: bool):
+    return audit.AuditRecord(
         key_name=identity.name if identity else None,
         role=str(identity.role) if identity and not identity.anonymous else None,
-        method=request.method,
-        route=route_template(),
-        path=request.path,
+        method=req.method,
+        route=route_template(req),
+        path=req.path,
         status=status,
-        client_ip=client_ip(),
-        body=_request_body() if is_write else None,
+        client_ip=client_ip(req),
+        body=_request_body(req) if write else None,
     )
+
+
+def audit_response(req: Request, context, response) -> None:
+    """Write the audit entry of an audited write, and of every refusal (401, 403, 429).
+
+    A write that committed and answered its success status already has its entry: it rode the
+    work's COMMIT. Any other outcome (refused, failed, rolled back, or a different answer after
+    the commit) is written here, on its own.
+    """
+    status = response.status_code
+    success = context.pop("audit_success", None)
+    if success is not None and audit.committed_with_work() and status == success:
+        return
+    access: RouteAccess | None = getattr(context, "access", None)
+    method = req.method
+    is_write = method not in READ_METHODS and access is not None and access.audited
+    if not (is_write or status in REFUSALS) or method == "OPTIONS":
+        return
+    identity: Identity | None = getattr(context, "identity", None)
     try:
-        audit.record(entry)
+        audit.record(_audit_record(req, identity, status, write=is_write))
     except Exception:  # the answer stands even if the trail cannot be written; say so loudly
-        log.exception("could not write the audit entry for %s %s", request.method, request.path)
-    return response
+        log.exception("could not write the audit entry for %s %s", method, req.path)
 
 
-def register_access_control(app: Flask, settings: Settings) -> None:
-    """Authenticate, authorise and rate-limit before every view; audit and add headers after."""
+def prepare_access_control(app: Flask, settings: Settings) -> None:
+    """Build the app's :class:`AccessControl` and follow key revocations. The request hooks
+    (app.api.hooks) call :func:`authorize`, :func:`add_rate_headers`, :func:`audit_response`
+    and :func:`release_websocket`."""
     if settings.auth_disabled:
         log.warning(
             "AUTH_DISABLED=true: every request acts as admin without a key; this is allowed "
@@ -307,10 +340,6 @@ def register_access_control(app: Flask, settings: Settings) -> None:
     from app.realtime.hub import hub
 
     hub.watch(ACCESS_CHANNEL, key_cache.invalidate, key_cache.trust)
-    app.before_request(_authorize)
-    app.after_request(_rate_headers)
-    app.after_request(_audit)
-    app.teardown_request(_release_websocket)
 
 
 def declare_security(api) -> None:

@@ -8,6 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 
 import orjson
+from flask import Response, current_app
 from flask.json.provider import JSONProvider
 
 from app.models import format_timestamp
@@ -49,5 +50,9 @@ class ApiJSONProvider(JSONProvider):
         return json.loads(s, **kwargs)
 
     def response(self, *args, **kwargs):
-        body = dumps_bytes(self._prepare_response_obj(args, kwargs))
-        return self._app.response_class(body + b"\n", mimetype="application/json")
+        return json_response(self._prepare_response_obj(args, kwargs))
+
+
+def json_response(value) -> Response:
+    """A 200 response with ``value`` as its JSON body (what ``jsonify`` gives, sooner)."""
+    return current_app.response_class(dumps_bytes(value) + b"\n", mimetype="application/json")

@@ -29,6 +29,7 @@ from gevent.queue import Empty, Full, Queue
 from simple_websocket import ConnectionClosed
 
 from app.errors import InvalidInput
+from app.metrics import WS_DROPPED, WS_EVENTS
 from app.realtime.frames import text_frame
 from app.realtime.listener import Listener
 from app.realtime.presence import PresenceRecorder
@@ -327,6 +328,9 @@ class Hub:
 
     def broadcast(self, payload: str) -> int:
         """Offer one published event to every interested client; returns how many got it."""
+        WS_EVENTS.inc()
+        if not self.clients:
+            return 0  # nobody to deliver to: not even worth parsing
         try:
             event = Event.from_payload(payload)
         except (ValueError, KeyError, TypeError):
@@ -340,6 +344,7 @@ class Hub:
             if client.offer(frame):
                 delivered += 1
             else:
+                WS_DROPPED.inc()
                 client.close(TRY_AGAIN_LATER, "send queue full: client too slow")
         return delivered
 
