@@ -1,12 +1,15 @@
-"""Market prices: latest per symbol, and tick ingestion (the manual feed)."""
+"""Market data: latest price per symbol, candles, and tick ingestion (the manual feed)."""
 
 from __future__ import annotations
 
 from app.access.roles import Role
 from app.api.access import requires
 from app.api.base import ApiBlueprint
+from app.models import utcnow
 from app.schemas.common import ErrorSchema
 from app.schemas.market import (
+    CandleArgs,
+    CandleListSchema,
     PriceEnvelopeSchema,
     PriceListArgs,
     PriceListSchema,
@@ -15,6 +18,7 @@ from app.schemas.market import (
 )
 from app.symbols import normalize_symbol
 from app.trading import market
+from app.trading.candles import recent_candles
 
 blp = ApiBlueprint("market", __name__, url_prefix="/api/v1/market", description="Market data")
 
@@ -49,3 +53,16 @@ def ingest_tick(args: dict):
         args["symbol"], args["price"], volume=args["volume"], timestamp=args["timestamp"]
     )
     return {"price": price, "message": "Tick recorded"}
+
+
+@blp.get("/candles/<symbol:symbol>")
+@requires(Role.VIEWER)
+@blp.arguments(CandleArgs, location="query")
+@blp.response(200, CandleListSchema)
+def list_candles(args: dict, symbol: str):
+    """OHLCV candles of one symbol built from its ticks, oldest first; the last one may still
+    be forming. A symbol without ticks in the window has no candles (200, empty list)."""
+    symbol = normalize_symbol(symbol)
+    candles = recent_candles(symbol, args["interval"], args["limit"], utcnow())
+    return {"symbol": symbol, "interval": args["interval"], "candles": candles,
+            "count": len(candles)}  # fmt: skip

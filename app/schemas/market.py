@@ -40,3 +40,28 @@ class TickArgs(Schema):
     price = Amount(required=True, positive=True)
     volume = Amount(allow_none=True, load_default=None)
     timestamp = Timestamp(allow_none=True, load_default=None)
+
+
+class CandleArgs(Schema):
+    interval = fields.Integer(
+        load_default=60,
+        validate=validate.OneOf([60, 300, 900, 3600, 14400, 86400]),
+        metadata={"description": "Candle length in seconds"},
+    )
+    limit = fields.Integer(load_default=200, validate=validate.Range(min=1, max=1000))
+
+
+class CandleSchema(Schema):
+    time = Timestamp(attribute="start", metadata={"description": "Start of the candle"})
+    open = fields.Float()
+    high = fields.Float()
+    low = fields.Float()
+    close = fields.Float()
+    volume = fields.Float()
+
+
+class CandleListSchema(Schema):
+    symbol = fields.String()
+    interval = fields.Integer()
+    candles = fields.List(fields.Nested(CandleSchema))
+    count = fields.Integer()
