@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 from flask import Flask
 
 from app import precision  # noqa: F401  (sets the decimal precision before anything computes)
@@ -30,7 +28,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.api.hooks import register_request_hooks, wrap_views
     from app.api.json_provider import ApiJSONProvider
     from app.api.ws import decline_compression, sock
+    from app.dashboard import SWAGGER_UI_PATH, register_dashboard
     from app.db import init_database
+    from app.logs import configure_logging
     from app.realtime.hub import hub
 
     settings = settings or Settings.from_env()
@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None) -> Flask:
             "DATABASE_URL is not set: start with `python -m app run` (embedded PostgreSQL) "
             "or point DATABASE_URL at a PostgreSQL server with pgvector"
         )
-    logging.basicConfig(level=settings.log_level.upper())
+    configure_logging(settings.log_level, settings.log_format, "web")
 
     app = ApiFlask(__name__, static_folder=None)
     app.json = ApiJSONProvider(app)
@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="api/v1/openapi.json",
         OPENAPI_SWAGGER_UI_PATH="api/docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
+        OPENAPI_SWAGGER_UI_URL=SWAGGER_UI_PATH,  # served from the package: works offline
         API_SPEC_OPTIONS={
             "info": {
                 "description": "REST + WebSocket API of the CryptoFunk multi-agent trading "
@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_error_handlers(app)
     register_request_hooks(app, settings)
     register_blueprints(app, api)
+    register_dashboard(app)
     wrap_views(app)
     app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": hub.settings.max_message_size}
     app.before_request(decline_compression)

@@ -12,6 +12,7 @@ import time
 import urllib.request
 from dataclasses import replace
 
+from app.logs import configure_logging
 from app.settings import PROJECT_ROOT, Settings
 
 log = logging.getLogger("cryptofunk")
@@ -168,6 +169,7 @@ def welcome(base: str, feed: str, database: str) -> str:
     websocket = "ws" + base.removeprefix("http")
     return (
         f"CryptoFunk is up (feed: {feed}; Ctrl-C stops everything)\n"
+        f"  Dashboard  {base}/dashboard\n"
         f"  API        {base}/api/v1\n"
         f"  Docs       {base}/api/docs\n"
         f"  WebSocket  {websocket}/api/v1/ws\n"
@@ -220,10 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_arguments(commands.add_parser("keys", help="create, list or revoke API keys"))
     args = parser.parse_args(argv)
     settings = Settings.from_env()
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_level, settings.log_format, args.command)
     if args.command == "keys":
         return cmd_keys(settings, args)
     return COMMANDS[args.command](settings)

@@ -19,6 +19,7 @@ from app.db import CONNECTION_ERRORS, db, init_database
 from app.events import publish_error, publish_status
 from app.leadership import Leadership, Superseded, application_name
 from app.models import MarketTick, utcnow
+from app.process_metrics import Heartbeat
 from app.runtime_config import trading_rules
 from app.settings import Settings
 from app.trading.feeds import ReplayFeed, SimulatedFeed, followed_symbols
@@ -44,6 +45,7 @@ class Engine:
         self.feed = build_feed(settings)
         self.stopping = False
         self.identity = f"{socket.gethostname()}:{os.getpid()}"
+        self.heartbeat = Heartbeat("worker", self.identity)
         self.next_feed_at = 0.0
         self.next_mark_at = 0.0
         self.next_sample_at = 0.0
@@ -69,6 +71,7 @@ class Engine:
             while not self.stopping:
                 try:
                     if not leadership.try_acquire():
+                        self.heartbeat.beat("standby")
                         time.sleep(STANDBY_POLL_SECONDS)
                         continue
                     leadership.listen(WAKE_CHANNEL)
@@ -92,11 +95,13 @@ class Engine:
                 log.info("engine left the active role")
         finally:
             db.transaction_guard = None
-            leadership.release()
+            leadership.release()  # a standby takes over at once, not after the takeover time
+            self.heartbeat.beat("stopped", force=True)
             db.close_all()
 
     def _lead(self, leadership: Leadership) -> None:
         while not self.stopping:
+            self.heartbeat.beat("active")
             if not leadership.heartbeat():
                 log.warning("engine lost its leadership (epoch %s)", leadership.epoch)
                 return

@@ -1,4 +1,12 @@
-"""Prometheus metrics: request counters per process, trading gauges read from PostgreSQL."""
+"""Prometheus metrics of the web process, plus what the other processes publish.
+
+- Requests, latency and the event stream: counted per web worker (summed over gunicorn's
+  workers through its multiprocess directory).
+- Trading gauges and lags: read from PostgreSQL at scrape time, so every web process reports
+  the same database truth.
+- Engine and agents counters: read from their heartbeat rows (app/process_metrics.py), since
+  on a PaaS only the web process is scraped.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +21,11 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 
+from app import process_metrics
 from app.db import CONNECTION_ERRORS, db
+from app.realtime.presence import connected_clients
 
 REQUESTS = Counter(
     "cryptofunk_http_requests_total",
@@ -24,9 +34,18 @@ REQUESTS = Counter(
 )
 LATENCY = Histogram(
     "cryptofunk_http_request_duration_seconds",
-    "HTTP request latency",
-    ["method", "endpoint"],
+    "HTTP request latency by route template and status",
+    ["method", "endpoint", "status"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+WS_EVENTS = Counter(
+    "cryptofunk_ws_events", "Events this process's listener received for its WebSocket clients"
+)
+WS_DROPPED = Counter(
+    "cryptofunk_ws_dropped_clients", "WebSocket clients closed for falling behind (1013)"
+)
+LISTENER_RECONNECTS = Counter(
+    "cryptofunk_listener_reconnects", "Times the event listener reconnected to PostgreSQL"
 )
 
 
@@ -37,9 +56,9 @@ def request_counter(method: str, endpoint: str, status: int):
 
 
 @functools.lru_cache(maxsize=4096)
-def latency_histogram(method: str, endpoint: str):
-    """The latency histogram of one method and route (labels resolved once)."""
-    return LATENCY.labels(method, endpoint)
+def latency_histogram(method: str, endpoint: str, status: int):
+    """The latency histogram of one method, route and status (labels resolved once)."""
+    return LATENCY.labels(method, endpoint, str(status))
 
 
 class TradingCollector:
@@ -59,6 +78,9 @@ class TradingCollector:
                 agents = db.execute_sql(
                     "SELECT status, count(*) FROM agents GROUP BY status"
                 ).fetchall()
+                lags = db.execute_sql(LAGS_SQL).fetchone()
+                clients = connected_clients()
+                processes = process_metrics.exported()
         except CONNECTION_ERRORS:
             up = GaugeMetricFamily("cryptofunk_database_up", "Database reachable")
             up.add_metric([], 0)
@@ -73,6 +95,33 @@ class TradingCollector:
         open_positions.add_metric([], positions)
         yield open_positions
         yield _labelled("cryptofunk_agents", "Agents by status", "status", agents)
+        yield _gauge("cryptofunk_ws_clients", "WebSocket clients connected, all web processes",
+                     clients)  # fmt: skip
+        yield _gauge(
+            "cryptofunk_engine_tick_lag_seconds",
+            "Age of the oldest market tick the engine has not processed yet (0: none waiting)",
+            lags[0],
+        )
+        yield _gauge(
+            "cryptofunk_order_intake_lag_seconds",
+            "Age of the oldest order the engine has not accepted yet (0: none waiting)",
+            lags[1],
+        )
+        yield from processes
+
+
+LAGS_SQL = """
+SELECT COALESCE((SELECT EXTRACT(EPOCH FROM now() - tick_time) FROM market_ticks
+                  WHERE processed_at IS NULL ORDER BY id LIMIT 1), 0),
+       COALESCE((SELECT EXTRACT(EPOCH FROM now() - placed_at) FROM orders
+                  WHERE accepted_at IS NULL AND status = 'NEW' ORDER BY placed_at, id LIMIT 1), 0)
+"""
+
+
+def _gauge(name: str, doc: str, value) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, doc)
+    family.add_metric([], float(value or 0))
+    return family
 
 
 def _labelled(name: str, doc: str, label: str, rows) -> GaugeMetricFamily:
@@ -82,13 +131,31 @@ def _labelled(name: str, doc: str, label: str, rows) -> GaugeMetricFamily:
     return family
 
 
+class Merged:
+    """The families of several collectors, one family per name (two may carry the same
+    metric: decisions recorded over the API here and by the agents processes)."""
+
+    def __init__(self, *collectors):
+        self.collectors = collectors
+
+    def collect(self):
+        merged: dict[str, Metric] = {}
+        for collector in self.collectors:
+            for family in collector.collect():
+                if family.name in merged:
+                    merged[family.name].samples.extend(family.samples)
+                else:
+                    merged[family.name] = family
+        return list(merged.values())
+
+
 def render() -> tuple[bytes, str]:
     """The exposition text; request metrics aggregate over gunicorn workers when multiprocess."""
-    registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        multiprocess.MultiProcessCollector(registry)
+        local = multiprocess.MultiProcessCollector(None)
     else:
-        registry.register(REQUESTS)
-        registry.register(LATENCY)
-    registry.register(TradingCollector())
+        local = Merged(REQUESTS, LATENCY, WS_EVENTS, WS_DROPPED, LISTENER_RECONNECTS,
+                       process_metrics.REGISTRY)  # fmt: skip
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Merged(local, TradingCollector()))
     return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -375,6 +375,7 @@ ALL_TABLES = (
     "job_leases",
     "engine_leader",
     "supervised_processes",
+    "process_heartbeats",
     "llm_cache",
     "equity_snapshots",
     "market_ticks",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from app.db import db
 from app.models import SupervisedProcess
+from app.process_metrics import alive_roles
 from app.statements import CompiledSelect
 
 PROCESSES = CompiledSelect(lambda: SupervisedProcess.select().order_by(SupervisedProcess.name), {})
@@ -24,6 +25,16 @@ def engine_status(takeover_seconds: float = 10.0) -> dict:
         "epoch": epoch,
         "heartbeat_age_seconds": round(float(age), 3),
     }
+
+
+def engine_state() -> str:
+    """active (a leader proves it is alive and has not stopped), standby (only standbys are
+    alive) or none."""
+    leader = engine_status()
+    roles = alive_roles("worker")
+    if leader["state"] == "active" and roles.get(leader["holder"]) != "stopped":
+        return "active"
+    return "standby" if "standby" in roles.values() else "none"
 
 
 def supervised_processes() -> list[dict]:

@@ -83,6 +83,16 @@ def load_defaults(path: Path = DEFAULTS_FILE) -> dict:
         return tomllib.load(handle)
 
 
+LOG_FORMATS = ("json", "text")
+
+
+def _log_format() -> str:
+    value = (_env("LOG_FORMAT", "json") or "json").lower()
+    if value not in LOG_FORMATS:
+        raise ValueError(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, not {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a process needs to start; secrets are kept out of repr()."""
@@ -93,6 +103,7 @@ class Settings:
     data_dir: str = ".cryptofunk"
     environment: str = "development"
     log_level: str = "info"
+    log_format: str = "json"
     web_concurrency: int = 2
     market_feed: str = "simulated"
     db_pool_size: int = 10
@@ -154,6 +165,7 @@ class Settings:
             data_dir=_env("CRYPTOFUNK_DATA_DIR", ".cryptofunk"),
             environment=_env("CRYPTOFUNK_ENV", "development"),
             log_level=(_env("LOG_LEVEL", "info") or "info").lower(),
+            log_format=_log_format(),
             web_concurrency=int(_env("WEB_CONCURRENCY", "2")),
             market_feed=(_env("MARKET_FEED", "simulated") or "simulated").lower(),
             db_pool_size=int(_env("DB_POOL_SIZE", "10")),

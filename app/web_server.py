@@ -52,5 +52,18 @@ class RedactingLogger(Logger):
                 atoms[name] = REDACTED
         return atoms
 
+    def setup(self, cfg):
+        """gunicorn's own handlers, writing in the processes' format (JSON lines by default)."""
+        super().setup(cfg)
+        import os
+
+        from app.logs import RequestContext, json_formatter
+
+        if (os.environ.get("LOG_FORMAT") or "json").lower() == "json":
+            for log in (self.error_log, self.access_log):
+                for handler in log.handlers:
+                    handler.setFormatter(json_formatter())
+                    handler.addFilter(RequestContext("web"))
+
     def warning(self, msg, *args, **kwargs):
         super().warning(redact(msg) if isinstance(msg, str) else msg, *args, **kwargs)

@@ -43,9 +43,18 @@ def workers_of(server: WebServer) -> list[int]:
     return [int(pid) for pid in children]
 
 
-def mixed_load(web: WebServer, rate: float, stop: threading.Event, counts: dict) -> None:
-    """About ``rate`` requests a second, of every kind, until ``stop`` is set."""
+def mixed_load(
+    web: WebServer,
+    rate: float,
+    stop: threading.Event,
+    counts: dict,
+    timings: dict[str, list[float]] | None = None,
+    headers: dict | None = None,
+) -> None:
+    """About ``rate`` requests a second, of every kind, until ``stop`` is set; each answer's
+    status is counted in ``counts`` and, when given, its latency kept in ``timings[kind]``."""
     session = requests.Session()
+    session.headers.update(headers or {})
     price = 65000.0
     order_ids: list[str] = []
     kinds = ["orders", "order", "positions", "decisions", "status", "place", "tick"]
@@ -53,6 +62,7 @@ def mixed_load(web: WebServer, rate: float, stop: threading.Event, counts: dict)
     sent = 0
     while not stop.is_set():
         kind = random.choice(kinds)
+        sent_at = time.perf_counter()
         try:
             if kind == "orders":
                 response = session.get(web.url("/api/v1/orders?limit=50"), timeout=10)
@@ -80,6 +90,8 @@ def mixed_load(web: WebServer, rate: float, stop: threading.Event, counts: dict)
                     order_ids.append(response.json()["order"]["id"])
                     order_ids[:] = order_ids[-500:]
             counts[response.status_code] = counts.get(response.status_code, 0) + 1
+            if timings is not None:
+                timings.setdefault(kind, []).append(time.perf_counter() - sent_at)
         except requests.RequestException as error:
             counts[type(error).__name__] = counts.get(type(error).__name__, 0) + 1
         sent += 1

@@ -64,7 +64,8 @@ def masked(opcode: int, payload: bytes) -> bytes:
 def run_client(url: str, index: int, results: Results) -> None:
     parsed = urlparse(url)
     try:
-        sock, buffer = handshake(parsed.hostname, parsed.port, parsed.path)
+        path = f"{parsed.path}?{parsed.query}" if parsed.query else parsed.path  # ?token=...
+        sock, buffer = handshake(parsed.hostname, parsed.port, path)
     except (OSError, ConnectionError) as exc:
         results.connect_errors.append(str(exc))
         return

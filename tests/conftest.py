@@ -99,3 +99,14 @@ def clean_tables(request):
 def client(app, admin_key):
     """The app's test client, authenticated as the run's admin key."""
     return with_key(app.test_client(), admin_key)
+
+
+@pytest.fixture
+def listener_up(monkeypatch):
+    """In-process requests have no LISTEN greenlet, so /ready would rightly answer 503. Tests of
+    the whole document state the listener as up; test_operations checks /ready against real
+    processes, where the listener runs."""
+    from app.realtime.hub import hub
+
+    monkeypatch.setattr(hub, "started", True)
+    monkeypatch.setattr(hub, "listening", True)

@@ -74,7 +74,7 @@ def test_every_operation_declares_its_role_and_its_refusals(app):
     assert declared[("/health", "get")] == "public"
 
 
-def test_every_role_gets_exactly_what_the_document_promises(settings, callers):
+def test_every_role_gets_exactly_what_the_document_promises(settings, callers, listener_up):
     # Hundreds of bad credentials from one address: raise the failed-attempt throttle.
     app = create_app(replace(settings, auth_failure_limit="100000/minute"))
     checked = 0

@@ -96,6 +96,7 @@ def test_run_serves_the_api_with_live_prices_and_stops_on_ctrl_c(run_process):
     health = wait_for(f"{base}/health", time.monotonic() + 60)
     banner = read_until(process, "  Database", time.monotonic() + 30)
     assert "initdb" not in banner and "pg_ctl" not in banner  # in the data directory's log
+    assert f"Dashboard  {base}/dashboard" in banner
     assert f"API        {base}/api/v1" in banner
     assert f"Docs       {base}/api/docs" in banner
     assert "WebSocket  ws://127.0.0.1:" in banner

@@ -127,3 +127,34 @@ def test_without_base_url_the_local_reasoner_answers(settings):
     stretched = reasoner.approve("prompt", {}, {}, facts={**facts, "rsi": 80.0})
     assert stretched.decision == "REJECT"
     assert "RSI 80.0" in stretched.reasoning
+
+
+def test_calls_errors_latency_and_cost_are_counted_by_model(app, fake, gateway):
+    from app.process_metrics import serialized
+
+    def samples() -> dict:
+        return {
+            (name, tuple(sorted(labels.items()))): value
+            for family in serialized()
+            if family["name"].startswith("cryptofunk_llm")
+            for name, labels, value in family["samples"]
+        }
+
+    before = samples()
+    gateway.approve("Proposed trade: BUY", llm_config("down-primary", "approve-fb"), PRICES)
+    with pytest.raises(LlmFailure):
+        gateway.approve("Proposed trade: SELL", llm_config("garbage-a", "slow-b"), PRICES)
+    after = samples()
+
+    def grew(name: str, **labels) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0) - before.get(key, 0)
+
+    assert grew("cryptofunk_llm_calls_total", model="down-primary") == 1
+    assert grew("cryptofunk_llm_errors_total", model="down-primary", kind="http_error") == 1
+    assert grew("cryptofunk_llm_errors_total", model="garbage-a", kind="malformed") == 1
+    assert grew("cryptofunk_llm_errors_total", model="slow-b", kind="timeout") == 1
+    assert grew("cryptofunk_llm_calls_total", model="approve-fb") == 1
+    assert grew("cryptofunk_llm_errors_total", model="approve-fb", kind="http_error") == 0
+    assert grew("cryptofunk_llm_latency_seconds_count", model="approve-fb") == 1
+    assert grew("cryptofunk_llm_cost_usd_total", model="approve-fb") == 0  # no price for it

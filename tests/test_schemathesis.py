@@ -47,7 +47,7 @@ def exercise(operation, admin_key: str) -> list[int]:
     return answered
 
 
-def test_every_operation_answers_as_documented(app, admin_key):
+def test_every_operation_answers_as_documented(app, admin_key, listener_up):
     schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
     statuses = {
         operation.label: exercise(operation, admin_key)

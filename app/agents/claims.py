@@ -131,3 +131,20 @@ def lease_job(name: str, holder: str, seconds: float) -> bool:
     params = {"name": name, "holder": holder, "seconds": seconds}
     with db.atomic():
         return db.execute_sql(LEASE_JOB_SQL, params).fetchone() is not None
+
+
+def release_all(holder: str) -> int:
+    """Give up every unfinished claim and job lease of ``holder`` (a process shutting down):
+    their leases end now, so another agents process takes them over at once instead of after
+    the lease. Returns how many claims were released."""
+    with db.atomic():
+        released = db.execute_sql(
+            "UPDATE agent_claims SET lease_until = now() - interval '1 millisecond' "
+            "WHERE holder = %s AND done_at IS NULL AND lease_until > now()",
+            (holder,),
+        ).rowcount
+        db.execute_sql(
+            "UPDATE job_leases SET lease_until = now() WHERE holder = %s AND lease_until > now()",
+            (holder,),
+        )
+    return released

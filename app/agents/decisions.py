@@ -21,6 +21,7 @@ from app.models import (
     utcnow,
 )
 from app.pagination import Listing, Page
+from app.process_metrics import DECISIONS
 from app.runtime_config import trading_rules
 from app.statements import CompiledSelect, text_uuids
 
@@ -175,7 +176,9 @@ def record_decision(new: NewDecision) -> Decision:
         values = {key: value for key, value in vars(new).items() if key != "session_id"}
         if new.outcome != "PENDING":
             values["resolved_at"] = utcnow()
-        return Decision.create(session=new.session_id, **values)
+        decision = Decision.create(session=new.session_id, **values)
+    DECISIONS.labels(new.agent_name, new.decision).inc()
+    return decision
 
 
 def list_decisions(filters: DecisionFilter, page: Page) -> Listing:

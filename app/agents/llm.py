@@ -21,6 +21,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from app.db import db
 from app.models import LlmCacheEntry
+from app.process_metrics import LLM_CALLS, LLM_COST, LLM_ERRORS, LLM_LATENCY
 from app.settings import Settings
 
 LOCAL_MODEL = "local-rules"
@@ -156,6 +157,7 @@ class OpenAIGateway:
             answer = parse_answer(text)
         except (openai.OpenAIError, ValueError, IndexError, AttributeError) as exc:
             latency = int((time.perf_counter() - started) * 1000)
+            count_llm_call(model, latency, error=_failure_kind(exc))
             raise LlmFailure(
                 f"{model}: {type(exc).__name__}: {exc}",
                 model=model,
@@ -166,6 +168,8 @@ class OpenAIGateway:
         usage = completion.usage
         prompt_tokens = usage.prompt_tokens if usage else 0
         completion_tokens = usage.completion_tokens if usage else 0
+        cost = token_cost(model, prompt_tokens, completion_tokens, prices)
+        count_llm_call(model, latency, cost=cost)
         if llm.get("enable_caching"):
             with db.connection_context():
                 LlmCacheEntry.insert(
@@ -181,8 +185,32 @@ class OpenAIGateway:
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             latency_ms=latency,
-            cost=token_cost(model, prompt_tokens, completion_tokens, prices),
+            cost=cost,
         )
+
+
+def _failure_kind(exc: Exception) -> str:
+    """A short label for a failed call: timeout, connection, rate_limit, http_error, malformed."""
+    if isinstance(exc, openai.APITimeoutError):
+        return "timeout"
+    if isinstance(exc, openai.APIConnectionError):
+        return "connection"
+    if isinstance(exc, openai.RateLimitError):
+        return "rate_limit"
+    if isinstance(exc, openai.OpenAIError):
+        return "http_error"
+    return "malformed"
+
+
+def count_llm_call(model: str, latency_ms: int, *, cost: Decimal = Decimal(0),
+                   error: str | None = None) -> None:  # fmt: skip
+    """The call in the process's LLM metrics (published by its heartbeat)."""
+    LLM_CALLS.labels(model).inc()
+    LLM_LATENCY.labels(model).observe(latency_ms / 1000)
+    if error is not None:
+        LLM_ERRORS.labels(model, error).inc()
+    if cost:
+        LLM_COST.labels(model).inc(float(cost))
 
 
 class LocalReasoner:

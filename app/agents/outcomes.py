@@ -10,10 +10,12 @@ fell, 0 if it moved less than hold_band either way. Those have no actual_pnl.
 
 from __future__ import annotations
 
+from collections import Counter
 from decimal import Decimal
 
 from app.db import db
 from app.models import Decision, MarketPrice, utcnow
+from app.process_metrics import OUTCOMES
 
 DIRECTIONS = {"BUY": 1, "SELL": -1, "HOLD": 0}
 
@@ -31,6 +33,7 @@ UPDATE llm_decisions d
        resolved_at = now()
   FROM positions p
  WHERE d.position_id = p.id AND p.status = 'CLOSED' AND d.outcome = 'PENDING'
+RETURNING d.agent_name, d.outcome
 """
 
 
@@ -38,10 +41,13 @@ def resolve_outcomes(hold_band: Decimal) -> int:
     """Resolve every decision that can be judged now; returns how many were."""
     with db.atomic():
         db.execute_sql(LINK_POSITIONS_SQL)
-        resolved = db.execute_sql(RESOLVE_BY_POSITION_SQL).rowcount
+        judged = db.execute_sql(RESOLVE_BY_POSITION_SQL).fetchall()
+    count_outcomes(judged)
+    resolved = len(judged)
     due = (
         Decision.select(
             Decision.id,
+            Decision.agent_name,
             Decision.symbol,
             Decision.decision,
             Decision.context,
@@ -70,9 +76,18 @@ def resolve_outcomes(hold_band: Decimal) -> int:
             right = move < 0
         else:
             right = abs(move) < hold_band
-        resolved += (
-            Decision.update(outcome="SUCCESS" if right else "FAILURE", resolved_at=utcnow())
+        outcome = "SUCCESS" if right else "FAILURE"
+        updated = (
+            Decision.update(outcome=outcome, resolved_at=utcnow())
             .where(Decision.id == decision.id, Decision.outcome == "PENDING")
             .execute()
         )
+        count_outcomes([(decision.agent_name, outcome)] * updated)
+        resolved += updated
     return resolved
+
+
+def count_outcomes(judged) -> None:
+    """(agent, outcome) pairs in the process's outcome counter."""
+    for (agent, outcome), judged_now in Counter(judged).items():
+        OUTCOMES.labels(agent, outcome).inc(judged_now)

@@ -1,5 +1,7 @@
 """The agents process (``python -m app agents``): decides candles, judges outcomes.
 
+On SIGTERM it finishes the decisions under way, hands its other claims back and exits.
+
 Any number of these run beside one engine, on any hosts. Each loop claims due candles up to its
 free concurrency (AGENT_CONCURRENCY) and decides them on worker threads, so one slow model call
 never holds up another session; and whichever process leases the maintenance job for the
@@ -16,12 +18,13 @@ import socket
 import time
 from decimal import Decimal
 
-from app.agents.claims import lease_job
+from app.agents.claims import lease_job, release_all
 from app.agents.llm import build_gateway
 from app.agents.orchestrator import Orchestrator
 from app.agents.outcomes import resolve_outcomes
 from app.agents.registry import mark_silent_agents_inactive
-from app.db import db, init_database
+from app.db import CONNECTION_ERRORS, db, init_database
+from app.process_metrics import Heartbeat
 from app.runtime_config import trading_rules
 from app.settings import Settings
 
@@ -39,6 +42,7 @@ class AgentsProcess:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.identity = f"{socket.gethostname()}:{os.getpid()}"
+        self.heartbeat = Heartbeat("agents", self.identity)
         self.stopping = False
         self.orchestrator = Orchestrator(
             build_gateway(settings),
@@ -67,6 +71,7 @@ class AgentsProcess:
         )
         try:
             while not self.stopping:
+                self.heartbeat.beat("running")
                 try:
                     self.step()
                 except Exception:
@@ -77,10 +82,22 @@ class AgentsProcess:
                     continue
                 time.sleep(POLL_SECONDS)
         finally:
-            # Unfinished claims are simply left to expire: another process takes them over.
+            # Decisions under way are finished; claims not started are handed back at once,
+            # so another agents process takes them over without waiting out the lease.
             self.orchestrator.close()
+            self._release_claims()
+            self.heartbeat.beat("stopped", force=True)
             db.close_all()
             log.info("agents process %s stopped", self.identity)
+
+    def _release_claims(self) -> None:
+        try:
+            with db.connection_context():
+                released = release_all(self.identity)
+            if released:
+                log.info("released %s unfinished claims", released)
+        except CONNECTION_ERRORS as exc:
+            log.warning("could not release the claims (they expire with their lease): %s", exc)
 
     def step(self) -> None:
         with db.connection_context():

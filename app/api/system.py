@@ -13,8 +13,8 @@ from app.db import CONNECTION_ERRORS, PoolExhausted, db, probe
 from app.metrics import render
 from app.realtime.hub import hub
 from app.realtime.presence import connected_clients
-from app.runtime_status import engine_status, supervised_processes
-from app.schemas.system import HealthSchema, InfoSchema, StatusSchema
+from app.runtime_status import engine_state, engine_status, supervised_processes
+from app.schemas.system import HealthSchema, InfoSchema, ReadySchema, StatusSchema
 from app.settings import VERSION
 
 STARTED_AT = time.monotonic()
@@ -64,6 +64,27 @@ def info():
 def health_root():
     """Check API and database health (liveness/readiness probe)."""
     return health_body()
+
+
+@root.get("/ready")
+@unlimited_public
+@root.response(200, ReadySchema, description="Ready for traffic")
+@root.alt_response(503, schema=ReadySchema, description="Database unreachable or listener down")
+def ready():
+    """Readiness: the database answers and this process's event listener is up. The engine's
+    state is reported beside it and never makes the web unready."""
+    database = "up" if probe(settings().database_url, HEALTH_TIMEOUT_SECONDS) else "down"
+    listener = "up" if hub.started and hub.listening else "down"
+    engine = "unknown"
+    if database == "up":
+        try:
+            engine = engine_state()
+        except (*CONNECTION_ERRORS, PoolExhausted):
+            db.discard_broken()
+    ok = database == "up" and listener == "up"
+    body = {"status": "ready" if ok else "not_ready", "version": VERSION, "database": database,
+            "listener": listener, "engine": engine}  # fmt: skip
+    return body, 200 if ok else 503
 
 
 @root.get("/metrics")

@@ -11,6 +11,7 @@ import psycopg2
 from gevent.select import select
 
 from app.db import connect_kwargs
+from app.metrics import LISTENER_RECONNECTS
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class Listener:
                         cursor.execute(f"LISTEN {channel}")
                 backoff = RECONNECT_BACKOFF_START
                 if connected_before:
+                    LISTENER_RECONNECTS.inc()
                     log.info("event listener reconnected")
                 self.on_state(True, connected_before)
                 connected_before = True

@@ -61,3 +61,19 @@ class StatusSchema(Schema):
         fields.Nested(ProcessStatusSchema),
         metadata={"description": "processes supervised by `python -m app run`, with restarts"},
     )
+
+
+class ReadySchema(Schema):
+    status = fields.String(metadata={"enum": ["ready", "not_ready"]})
+    version = fields.String()
+    database = fields.String(metadata={"enum": ["up", "down"]})
+    listener = fields.String(
+        metadata={"enum": ["up", "down"], "description": "this process's event listener"}
+    )
+    engine = fields.String(
+        metadata={
+            "enum": ["active", "standby", "none", "unknown"],
+            "description": "reported, never a reason to be not ready: an engine restart must "
+            "not take the web out of rotation",
+        }
+    )

@@ -23,13 +23,17 @@ def check_entry(
     if session.status == SessionStatus.PAUSED:
         raise Rejected(
             f"session paused ({session.status_reason}): new entries are refused; "
-            "resume with POST /api/v1/trade/resume"
+            "resume with POST /api/v1/trade/resume",
+            reason="session_paused",
         )
     if session.status != SessionStatus.RUNNING:
-        raise Rejected(f"session is {session.status}")
+        raise Rejected(f"session is {session.status}", reason="session_inactive")
     if side == Side.BUY and session.cash + effect.cash_delta < 0:
         need = -effect.cash_delta
-        raise Rejected(f"insufficient cash: the fill needs {need:.8f}, cash is {session.cash:.8f}")
+        raise Rejected(
+            f"insufficient cash: the fill needs {need:.8f}, cash is {session.cash:.8f}",
+            reason="insufficient_cash",
+        )
     notional = abs(effect.open.quantity) * price
     if notional > rules.max_position_size * equity:
         raise Rejected(
@@ -37,10 +41,12 @@ def check_entry(
             f"({notional / equity:.1%} of equity {equity:.2f}); the limit is "
             f"{rules.max_position_size:.1%}"
             if equity > 0
-            else "max_position_size: equity is not positive"
+            else "max_position_size: equity is not positive",
+            reason="max_position_size",
         )
     if effect.opened_new and other_positions + 1 > rules.max_positions:
         raise Rejected(
             f"max_positions: the session already holds {other_positions} open positions; "
-            f"the limit is {rules.max_positions}"
+            f"the limit is {rules.max_positions}",
+            reason="max_positions",
         )

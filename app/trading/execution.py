@@ -48,7 +48,7 @@ def reduce_only(
     price: Decimal,
     quantity: Decimal,
     ledger: Ledger,
-    reason: str,
+    rejection: Rejected,
     market: Decimal | None,
 ) -> Decimal:
     """A refused fill still takes the part that reduces the position: reducing is always
@@ -62,11 +62,12 @@ def reduce_only(
             ledger.fill(order, price, reducing, market=market)
         except Rejected:
             reducing = Decimal(0)
+    reason = str(rejection)
     if reducing > 0:
         reason = (
             f"{reason}; the part that reduces the position ({reducing.normalize():f}) was filled"
         )
-    ledger.reject(order, reason)
+    ledger.reject(order, reason, rejection.reason)
     return reducing
 
 
@@ -101,9 +102,9 @@ def execute(
     try:
         ledger.fill(order, price, quantity, market=market)
     except Rejected as rejection:
-        return reduce_only(order, price, quantity, ledger, str(rejection), market)
+        return reduce_only(order, price, quantity, ledger, rejection, market)
     except ArithmeticError as exc:
-        ledger.reject(order, f"the exchange cannot process this order: {exc!r}")
+        ledger.reject(order, f"the exchange cannot process this order: {exc!r}", "invalid_order")
         return Decimal(0)
     if order.time_in_force == TimeInForce.IOC and order.status == OrderStatus.PARTIALLY_FILLED:
         unfilled = order.quantity - order.executed_quantity

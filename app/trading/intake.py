@@ -13,6 +13,7 @@ from decimal import Decimal
 from app.db import CONNECTION_ERRORS, db, is_retryable
 from app.events import publish_error
 from app.models import Order, utcnow
+from app.process_metrics import count_rejections
 from app.trading.execution import execute, trigger
 from app.trading.ledger import Ledger
 from app.trading.rules import (
@@ -95,6 +96,7 @@ def accept_one_by_one(rules: Rules, batch: int) -> int:
         except Exception as exc:
             log.exception("order %s could not be processed; rejecting it", order_id)
             reason = f"the engine could not process this order: {type(exc).__name__}: {exc}"
+            count_rejections(["engine_error"])
             with db.atomic():
                 rejected = {
                     Order.status: OrderStatus.REJECTED,

@@ -17,6 +17,7 @@ from decimal import Decimal
 
 from peewee import fn
 
+from app import process_metrics
 from app.bulk import bulk_insert, bulk_update
 from app.events import publish_error
 from app.models import EquitySnapshot, MarketPrice, Order, Position, Trade, TradingSession, utcnow
@@ -32,13 +33,7 @@ from app.trading.rules import (
     protective_levels,
 )
 from app.trading.valuation import book_of, prices_of, value_positions
-from app.vocabulary import (
-    OrderStatus,
-    OrderType,
-    PositionSide,
-    PositionStatus,
-    Side,
-)
+from app.vocabulary import OrderStatus, OrderType, PositionSide, PositionStatus, Side
 
 ORDER_FIELDS = (
     Order.position, Order.status, Order.executed_quantity, Order.executed_quote_quantity,
@@ -84,6 +79,7 @@ class Ledger:
         self.new_positions: dict[uuid.UUID, Position] = {}
         self.changed_positions: dict[uuid.UUID, Position] = {}
         self.trades: list[Trade] = []
+        self.rejections: list[str] = []  # their codes, for the rejected-orders metric
         self.events: list[tuple[str, str, str, dict]] = []
         self.changed_prices: dict[str, MarketPrice] = {}
         # Market time of what the fills happen at (a tick's time, the latest price's time):
@@ -165,9 +161,11 @@ class Ledger:
         order.error_message = reason
         self.touch(order)
 
-    def reject(self, order: Order, reason: str) -> None:
+    def reject(self, order: Order, reason: str, code: str = "risk_limit") -> None:
+        """Reject ``order`` with ``reason`` (its error_message); ``code`` classifies it."""
         order.status = OrderStatus.REJECTED
         order.error_message = reason
+        self.rejections.append(code)
         self.touch(order)
 
     # -- valuation -------------------------------------------------------------------------
@@ -204,7 +202,8 @@ class Ledger:
         if price * quantity > MAX_NOTIONAL:
             raise Rejected(
                 f"notional {price * quantity:.2f} exceeds the largest fill the exchange takes "
-                f"({MAX_NOTIONAL:,.0f})"
+                f"({MAX_NOTIONAL:,.0f})",
+                reason="max_notional",
             )
         fee = money(price * quantity * self.rules.commission_rate)
         effect = apply_fill(before, order.side, quantity, price, fee)
@@ -382,6 +381,8 @@ class Ledger:
         bulk_insert(Order, list(self.new_orders.values()))
         bulk_update(Order, list(self.touched_orders.values()), ORDER_FIELDS)
         bulk_insert(Trade, self.trades)
+        process_metrics.count_fills(trade.symbol for trade in self.trades)
+        process_metrics.count_rejections(self.rejections)
         dirty = [book for book in self.sessions.values() if book.sample is not None]
         now = utcnow()
         for book in dirty:

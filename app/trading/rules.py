@@ -67,7 +67,12 @@ class Rules:
 
 
 class Rejected(Exception):
-    """The fill would break a limit; the message names it."""
+    """The fill would break a limit; the message names it, ``reason`` classifies it (a short
+    code: the label of the rejected-orders metric)."""
+
+    def __init__(self, message: str, reason: str = "risk_limit"):
+        super().__init__(message)
+        self.reason = reason
 
 
 def market_fill_price(side: str, last: Decimal, rules: Rules) -> Decimal:
