@@ -383,6 +383,8 @@ ALL_TABLES = (
     "trades",
     "orders",
     "positions",
+    "decision_text_embeddings",
+    "decision_words",
     "llm_decisions",
     "agents",
     "trading_sessions",

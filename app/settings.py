@@ -112,6 +112,8 @@ class Settings:
     llm_api_key: str | None = field(default=None, repr=False)
     llm_model: str | None = None
     llm_fallback_model: str | None = None
+    # Semantic decision search (app/agents/embeddings.py): off unless a model is named.
+    llm_embedding_model: str | None = None
     exchange_api_key: str | None = field(default=None, repr=False)
     exchange_api_secret: str | None = field(default=None, repr=False)
     # Simulated and replay feeds (the engine drives them).
@@ -173,6 +175,7 @@ class Settings:
             llm_api_key=_env("LLM_API_KEY"),
             llm_model=_env("LLM_MODEL"),
             llm_fallback_model=_env("LLM_FALLBACK_MODEL"),
+            llm_embedding_model=_env("LLM_EMBEDDING_MODEL"),
             exchange_api_key=_env("EXCHANGE_API_KEY"),
             exchange_api_secret=_env("EXCHANGE_API_SECRET"),
             feed_tick_seconds=_number("FEED_TICK_SECONDS", 1.0),
@@ -214,6 +217,10 @@ class Settings:
         settings = replace(settings, **overrides)
         if settings.llm_base_url and not settings.llm_model:
             raise SystemExit("LLM_BASE_URL is set but LLM_MODEL is not: name the model to ask")
+        if settings.llm_embedding_model and not settings.llm_base_url:
+            raise SystemExit(
+                "LLM_EMBEDDING_MODEL is set but LLM_BASE_URL is not: name the endpoint to ask"
+            )
         _check_access(settings)
         if settings.market_feed not in MARKET_FEEDS:
             raise SystemExit(

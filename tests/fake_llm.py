@@ -4,14 +4,37 @@ Behaviour per model name: ``approve-*`` answers a valid APPROVE, ``reject-*`` a 
 ``garbage-*`` something that is not the JSON asked for, ``down-*`` HTTP 500, ``slow-*`` sleeps
 past the client's timeout. ``delay`` makes every answer take that long (a slow real model);
 ``in_flight`` counts requests being answered right now. Every request is recorded.
+
+``/v1/embeddings`` answers with a bag of words hashed into 512 dimensions, after mapping a few
+synonyms onto one word (so "plunge" lands near "crash": meaning the words alone would miss).
+The same model-name prefixes fail it the same ways, plus ``limited-*`` (HTTP 429) and
+``short-*`` (one vector fewer than the inputs).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+EMBEDDING_DIMENSIONS = 512
+SYNONYMS = {"plunge": "crash", "plunged": "crash", "selloff": "crash", "capitulation": "crash",
+            "rally": "surge", "rallied": "surge", "moon": "surge"}  # fmt: skip
+
+
+def fake_embedding(text: str) -> list[float]:
+    """A deterministic bag-of-words vector: texts sharing (synonym-mapped) words are close."""
+    vector = [0.0] * EMBEDDING_DIMENSIONS
+    for word in re.findall(r"[a-z]+", text.lower()):
+        word = SYNONYMS.get(word, word)
+        slot = int(hashlib.sha256(word.encode()).hexdigest(), 16) % EMBEDDING_DIMENSIONS
+        vector[slot] += 1.0
+    norm = math.sqrt(sum(x * x for x in vector)) or 1.0
+    return [x / norm if any(vector) else 1.0 / EMBEDDING_DIMENSIONS for x in vector]
 
 
 class FakeLLM:
@@ -36,6 +59,9 @@ class FakeLLM:
                     fake.in_flight -= 1
 
             def _answer(self, body):
+                if self.path.endswith("/embeddings"):
+                    self._embeddings(body)
+                    return
                 time.sleep(fake.delay)
                 fake.headers.append({key.lower(): value for key, value in self.headers.items()})
                 model = body["model"]
@@ -74,6 +100,29 @@ class FakeLLM:
                         },
                     },
                 )
+
+            def _embeddings(self, body):
+                time.sleep(fake.delay)
+                model, inputs = body["model"], body["input"]
+                inputs = [inputs] if isinstance(inputs, str) else inputs
+                if model.startswith("down-"):
+                    self._send(500, {"error": {"message": "embedder exploded"}})
+                    return
+                if model.startswith("limited-"):
+                    self._send(429, {"error": {"message": "slow down", "type": "rate_limit"}})
+                    return
+                if model.startswith("slow-"):
+                    time.sleep(3)
+                data = [
+                    {"object": "embedding", "index": index, "embedding": fake_embedding(text)}
+                    for index, text in enumerate(inputs)
+                ]
+                if model.startswith("garbage-"):
+                    data = [{"object": "embedding", "index": 0, "embedding": "not a vector"}]
+                if model.startswith("short-"):
+                    data = data[:-1]
+                self._send(200, {"object": "list", "data": data, "model": model,
+                                 "usage": {"prompt_tokens": 8, "total_tokens": 8}})  # fmt: skip
 
             def _send(self, status: int, payload: dict):
                 data = json.dumps(payload).encode()

@@ -148,6 +148,14 @@ def test_the_dashboard_trades_live_in_a_real_browser(server, browser_page):
     page.wait_for_selector(f'#decision-detail[data-decision-id="{decision_id}"]')
     assert "trend resuming" in page.text_content("#decision-reasoning")
 
+    # The search tab finds it by a misspelt word, and says so; an empty search clears it.
+    page.fill('#search-form input[name="query"]', "trnd resumng")
+    page.click("#search-form button[type=submit]")
+    page.wait_for_selector("#search-status:has-text('1 found')")
+    assert page.locator("#decisions tbody tr").count() == 1
+    page.click("#search-clear")
+    page.wait_for_selector("#search-status:empty", state="attached")
+
     # Pause from the controls; the session's status follows.
     page.click('#session-detail [data-action="pause"]')
     page.wait_for_selector('#session-detail[data-status="PAUSED"]')

@@ -71,6 +71,10 @@ ON CONFLICT (name) DO UPDATE
  WHERE job_leases.lease_until <= now()
 RETURNING name
 """
+HOLD_JOB_SQL = LEASE_JOB_SQL.replace(
+    "WHERE job_leases.lease_until <= now()",
+    "WHERE job_leases.lease_until <= now() OR job_leases.holder = EXCLUDED.holder",
+)
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,15 @@ def lease_job(name: str, holder: str, seconds: float) -> bool:
     params = {"name": name, "holder": holder, "seconds": seconds}
     with db.atomic():
         return db.execute_sql(LEASE_JOB_SQL, params).fetchone() is not None
+
+
+def hold_job(name: str, holder: str, seconds: float) -> bool:
+    """True when this process holds the job ``name`` for the next ``seconds``: it got it, or it
+    already had it (a lasting job, such as embedding decisions, stays with one process while that
+    process keeps renewing it)."""
+    params = {"name": name, "holder": holder, "seconds": seconds}
+    with db.atomic():
+        return db.execute_sql(HOLD_JOB_SQL, params).fetchone() is not None
 
 
 def release_all(holder: str) -> int:

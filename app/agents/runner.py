@@ -18,7 +18,8 @@ import socket
 import time
 from decimal import Decimal
 
-from app.agents.claims import lease_job, release_all
+from app.agents.claims import hold_job, lease_job, release_all
+from app.agents.embeddings import EmbeddingSweep, build_embedder
 from app.agents.llm import build_gateway
 from app.agents.orchestrator import Orchestrator
 from app.agents.outcomes import resolve_outcomes
@@ -34,6 +35,9 @@ POLL_SECONDS = 0.5
 MAINTENANCE_SECONDS = 1.0
 RETRY_AFTER_FAILURE_SECONDS = 1.0
 AGENTS_NICENESS = 10
+EMBEDDING_TIMEOUT_SECONDS = 20.0
+# Longer than one call to the embeddings endpoint, so no other process takes the job mid-call.
+EMBEDDING_LEASE_SECONDS = EMBEDDING_TIMEOUT_SECONDS + 10
 
 
 class AgentsProcess:
@@ -50,6 +54,8 @@ class AgentsProcess:
             concurrency=settings.agent_concurrency,
             lease_seconds=settings.agent_lease_seconds,
         )
+        embedder = build_embedder(settings, EMBEDDING_TIMEOUT_SECONDS)
+        self.embedding_sweep = EmbeddingSweep(embedder) if embedder else None
 
     def _stop(self, signum, frame):
         self.stopping = True
@@ -107,3 +113,8 @@ class AgentsProcess:
             if lease_job("maintenance", self.identity, MAINTENANCE_SECONDS):
                 resolve_outcomes(Decimal(str(config["agents"]["hold_band"])))
                 mark_silent_agents_inactive()
+        if self.embedding_sweep is not None:
+            with db.connection_context():
+                holding = hold_job("embed_decisions", self.identity, EMBEDDING_LEASE_SECONDS)
+            if holding:
+                self.embedding_sweep.run_if_due()

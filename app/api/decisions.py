@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from flask import current_app
+
+from app.access.ratelimit import GENERAL
 from app.access.roles import Role
-from app.agents import decisions, similarity
+from app.agents import decisions, search, similarity
+from app.agents.embeddings import Embedder, build_embedder
 from app.api.access import requires
-from app.api.base import ApiBlueprint
+from app.api.base import ApiBlueprint, settings
 from app.identifiers import parse_uuid
 from app.models import format_timestamp
 from app.schemas.common import ErrorSchema, page_of
@@ -17,11 +21,16 @@ from app.schemas.decisions import (
     DecisionListSchema,
     DecisionStatsSchema,
     NewDecisionArgs,
+    SearchArgs,
+    SearchResultSchema,
     SimilarArgs,
     SimilarListSchema,
 )
 
 blp = ApiBlueprint("decisions", __name__, url_prefix="/api/v1/decisions", description="Decisions")
+
+# A search waits this long for the query's embedding, then ranks by full text alone.
+QUERY_EMBEDDING_TIMEOUT_SECONDS = 2.0
 
 
 def _echo(args: dict) -> dict:
@@ -92,3 +101,28 @@ def create_decision(args: dict):
     """Record a decision made by an external agent (counts as its heartbeat)."""
     decision = decisions.record_decision(decisions.NewDecision(**args))
     return {"decision": decision, "message": "Decision recorded successfully"}
+
+
+@blp.post("/search")
+@requires(Role.VIEWER, counts_as=GENERAL, audited=False)  # a read, sent as POST for its body
+@blp.arguments(SearchArgs)
+@blp.response(200, SearchResultSchema)
+@blp.alt_response(400, schema=ErrorSchema, description="No query or embedding, or a bad one")
+def search_decisions(args: dict):
+    """Search decisions by what they say (full text, corrected misspellings, and meaning when
+    LLM_EMBEDDING_MODEL is set) and/or by a market-context embedding; best first."""
+    request = search.SearchRequest(
+        query=args.pop("query", None),
+        embedding=args.pop("embedding", None),
+        limit=args.pop("limit"),
+        filters=search.SearchFilter(**args),
+    )
+    return search.search_decisions(request, _embedder()).body()
+
+
+def _embedder() -> Embedder | None:
+    """The app's query embedder (None: semantic search is off), built on first use."""
+    state = current_app.extensions["cryptofunk"]
+    if "embedder" not in state:
+        state["embedder"] = build_embedder(settings(), QUERY_EMBEDDING_TIMEOUT_SECONDS)
+    return state["embedder"]

@@ -2,8 +2,9 @@
 
 import math
 
-from marshmallow import Schema, ValidationError, fields, validate, validates
+from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
+from app.agents.search import MAX_QUERY_CHARS
 from app.models import DECISION_OUTCOMES, EMBEDDING_DIMENSIONS
 from app.schemas.agents import AGENT_NAME
 from app.schemas.common import DateRangeArgs, PagedListSchema
@@ -16,6 +17,28 @@ DECISION_TYPE = validate.Regexp(
 )
 # Within the 64 KiB body limit, so the documented maximum can actually be sent.
 MAX_TEXT = 60_000
+
+
+def check_embedding(value: list[float] | None) -> None:
+    """A market-context embedding: the decisions' dimension, not zero, within [-1e6, 1e6]."""
+    if value is None:
+        return
+    if len(value) != EMBEDDING_DIMENSIONS:
+        raise ValidationError(f"must have exactly {EMBEDDING_DIMENSIONS} numbers")
+    if not math.fsum(x * x for x in value) > 0:
+        raise ValidationError("must not be the zero vector (cosine similarity is undefined)")
+    if any(abs(x) > 1e6 for x in value):
+        raise ValidationError("values must be within [-1e6, 1e6]")
+
+
+def embedding_field(**kwargs) -> fields.List:
+    """A list of EMBEDDING_DIMENSIONS finite numbers (checked by :func:`check_embedding`)."""
+    return fields.List(
+        fields.Float(allow_nan=False, metadata={"minimum": -1e6, "maximum": 1e6}),
+        metadata={"minItems": EMBEDDING_DIMENSIONS, "maxItems": EMBEDDING_DIMENSIONS,
+                  **kwargs.pop("metadata", {})},
+        **kwargs,
+    )  # fmt: skip
 
 
 class DecisionSchema(Schema):
@@ -122,12 +145,7 @@ class NewDecisionArgs(Schema):
     response = fields.String(
         allow_none=True, load_default=None, validate=validate.Length(max=MAX_TEXT)
     )
-    prompt_embedding = fields.List(
-        fields.Float(allow_nan=False, metadata={"minimum": -1e6, "maximum": 1e6}),
-        allow_none=True,
-        load_default=None,
-        metadata={"minItems": EMBEDDING_DIMENSIONS, "maxItems": EMBEDDING_DIMENSIONS},
-    )
+    prompt_embedding = embedding_field(allow_none=True, load_default=None)
     prompt_tokens = fields.Integer(strict=True, load_default=0, validate=validate.Range(0, 10**9))
     completion_tokens = fields.Integer(
         strict=True, load_default=0, validate=validate.Range(0, 10**9)
@@ -140,16 +158,60 @@ class NewDecisionArgs(Schema):
 
     @validates("prompt_embedding")
     def _embedding_shape(self, value, **kwargs):
-        if value is None:
-            return
-        if len(value) != EMBEDDING_DIMENSIONS:
-            raise ValidationError(f"must have exactly {EMBEDDING_DIMENSIONS} numbers")
-        if not math.fsum(x * x for x in value) > 0:
-            raise ValidationError("must not be the zero vector (cosine similarity is undefined)")
-        if any(abs(x) > 1e6 for x in value):
-            raise ValidationError("values must be within [-1e6, 1e6]")
+        check_embedding(value)
 
 
 class DecisionCreatedSchema(Schema):
     decision = fields.Nested(DecisionDetailSchema)
     message = fields.String()
+
+
+class SearchArgs(DateRangeArgs):
+    query = fields.String(
+        validate=validate.Length(1, MAX_QUERY_CHARS),
+        metadata={"description": "words to find in reasoning, response and prompt; quotes make "
+                  'a phrase, a leading "-" excludes a word, "or" offers alternatives'},
+    )  # fmt: skip
+    embedding = embedding_field(
+        metadata={"description": "rank by cosine similarity to the decisions' market-context "
+                  "embeddings, as /similar does"}
+    )  # fmt: skip
+    symbol = Symbol()
+    agent_name = fields.String(validate=AGENT_NAME)
+    decision_type = fields.String(validate=DECISION_TYPE)
+    outcome = Choice(OUTCOMES)
+    limit = fields.Integer(load_default=20, validate=validate.Range(1, 100))
+
+    @validates("query")
+    def _has_words(self, value, **kwargs):
+        if not value.strip():
+            raise ValidationError("must contain something to search for")
+
+    @validates("embedding")
+    def _embedding_shape(self, value, **kwargs):
+        check_embedding(value)
+
+    @validates_schema
+    def _query_or_embedding(self, data, **kwargs):
+        if data.get("query") is None and data.get("embedding") is None:
+            raise ValidationError("give a query, an embedding or both", "query")
+
+
+class SearchHitSchema(Schema):
+    decision = fields.Nested(DecisionSchema)
+    score = Number(metadata={"minimum": 0, "maximum": 1})
+    highlight = fields.String(
+        metadata={"description": "the best matching fragment of the reasoning, matched words "
+                  "between ** and **"}
+    )  # fmt: skip
+
+
+class SearchResultSchema(Schema):
+    results = fields.List(fields.Nested(SearchHitSchema))
+    count = fields.Integer()
+    mode = fields.String(metadata={"enum": ["full_text", "embedding", "hybrid"]})
+    semantic = fields.String(
+        metadata={"enum": ["off", "on", "failed"], "description": "whether the query was also "
+                  "ranked by meaning (LLM_EMBEDDING_MODEL); failed: the endpoint did not answer"}
+    )  # fmt: skip
+    notices = fields.List(fields.String())

@@ -21,6 +21,7 @@ const state = {
   agents: new Map(),
   decisions: [],
   decisionId: null,
+  searchQuery: null,
   refreshTimers: new Map(),
   equityChart: null,
   candleChart: null,
@@ -245,9 +246,41 @@ function renderAgents() {
 }
 
 async function loadDecisions() {
-  const body = await state.api.get(`/api/v1/decisions?limit=${LIST_LIMIT}`);
-  state.decisions = body.decisions;
+  if (state.searchQuery) {
+    const body = await state.api.post("/api/v1/decisions/search",
+      { query: state.searchQuery, limit: LIST_LIMIT });
+    state.decisions = body.results.map((hit) => ({ ...hit.decision, highlight: hit.highlight }));
+    const ranked = body.semantic === "on" ? "words and meaning" : "words";
+    $("#search-status").textContent = `${body.count} found, ranked by ${ranked}`;
+  } else {
+    const body = await state.api.get(`/api/v1/decisions?limit=${LIST_LIMIT}`);
+    state.decisions = body.decisions;
+    $("#search-status").textContent = "";
+  }
   renderDecisions();
+}
+
+async function submitSearch(event) {
+  event.preventDefault();
+  const form = event.target;
+  clearErrors(form);
+  const query = new FormData(form).get("query").trim();
+  const previous = state.searchQuery;
+  state.searchQuery = query || null;
+  try {
+    await loadDecisions();
+  } catch (failure) {
+    state.searchQuery = previous;
+    showError(form, failure);
+  }
+}
+
+function clearSearch() {
+  const form = $("#search-form");
+  form.reset();
+  clearErrors(form);
+  state.searchQuery = null;
+  loadDecisions().catch(report);
 }
 
 function renderDecisions() {
@@ -256,6 +289,7 @@ function renderDecisions() {
       cell(time(d.created_at)), cell(d.agent_name), cell(d.symbol), cell(d.decision),
       cell(number(d.confidence)), cell(d.outcome),
     ], { decisionId: d.id });
+    if (d.highlight) tr.title = d.highlight.replaceAll("**", "");
     tr.tabIndex = 0;
     tr.classList.toggle("selected", d.id === state.decisionId);
     tr.addEventListener("click", () => showDecision(d.id).catch(report));
@@ -523,6 +557,8 @@ async function start() {
   $("#sign-out").addEventListener("click", () => signOut());
   $("#start-form").addEventListener("submit", submitStart);
   $("#order-form").addEventListener("submit", submitOrder);
+  $("#search-form").addEventListener("submit", submitSearch);
+  $("#search-clear").addEventListener("click", clearSearch);
   for (const button of document.querySelectorAll("#session-detail [data-action]")) {
     button.addEventListener("click", () => sessionAction(button.dataset.action));
   }
