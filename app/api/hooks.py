@@ -88,8 +88,13 @@ CORS_HEADERS = (
 )
 
 
+REQUEST_ID_KEY = "cryptofunk.request_id"
+
+
 class StaticHeaders:
-    """WSGI middleware adding :data:`ALWAYS_HEADERS` to every response, errors included.
+    """WSGI middleware adding :data:`ALWAYS_HEADERS` and ``X-Request-ID`` to every response,
+    errors included. The request id is the caller's X-Request-ID when acceptable, else a fresh
+    one; views and logs read it from the environ.
 
     Appended to the header list as it is sent: setting them on each Response object went
     through werkzeug's header validation and cost 5 % of a small GET."""
@@ -99,8 +104,12 @@ class StaticHeaders:
         self.headers = list(headers)
 
     def __call__(self, environ, start_response):
+        request_id = request_id_from(environ.get("HTTP_X_REQUEST_ID"))
+        environ[REQUEST_ID_KEY] = request_id
+
         def start_with_headers(status, headers, exc_info=None):
             headers.extend(self.headers)
+            headers.append(("X-Request-ID", request_id))
             return start_response(status, headers, exc_info)
 
         return self.wsgi_app(environ, start_with_headers)
@@ -156,7 +165,7 @@ def screen_request():
     req = request._get_current_object()
     context = g._get_current_object()
     context.started = time.perf_counter()
-    context.request_id = request_id_from(req.headers.get("X-Request-ID"))
+    context.request_id = req.environ.get(REQUEST_ID_KEY) or request_id_from(None)
     refusal = _refuse_foreign_websocket(req)
     if refusal is not None:
         return refusal
@@ -165,11 +174,10 @@ def screen_request():
 
 
 def finish_response(response):
-    """After a view (or its error answer): the X-Request-ID, CORS, the HTML policy, metrics,
-    the audit entry and the rate-limit headers. One hook, with the request looked up once."""
+    """After a view (or its error answer): CORS, the HTML policy, metrics, the audit entry and
+    the rate-limit headers. One hook, with the request looked up once."""
     req = request._get_current_object()
     context = g._get_current_object()
-    response.headers["X-Request-ID"] = context.get("request_id") or request_id_from(None)
     _add_cors_headers(req, response)
     if response.mimetype == "text/html":
         policy = SWAGGER_UI_POLICY if req.path.startswith("/api/docs") else HTML_POLICY
