@@ -115,7 +115,7 @@ def report(args, connected, counts, timings, received, at_start, at_end) -> None
                "within_bound": at_end[name] <= at_start[name] * (1 + RSS_GROWTH_BOUND)}
         for name in at_start
     }  # fmt: skip
-    events = received["received"]
+    events = received["events"]
     print(json.dumps({
         "minutes": args.minutes, "rate_per_second": args.rate,
         "websocket_clients": connected, "clients_closed": len(received["closed_codes"]),

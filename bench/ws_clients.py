@@ -31,6 +31,7 @@ class Results:
     def __init__(self, clients: int):
         self.latencies: list[float] = []
         self.received = [0] * clients
+        self.events = [0] * clients  # every text frame, bench or not
         self.connected = 0
         self.closed_codes: list[int] = []
         self.connect_errors: list[str] = []
@@ -88,6 +89,8 @@ def run_client(url: str, index: int, results: Results) -> None:
                 break
             payload = buffer[offset : offset + length]
             buffer = buffer[offset + length :]
+            if opcode == 0x1:
+                results.events[index] += 1
             if opcode == 0x1 and BENCH in payload:
                 results.latencies.append(time.time() - float(SENT_AT.search(payload).group(1)))
                 results.received[index] += 1
@@ -127,6 +130,7 @@ def main() -> None:
             {
                 "latencies": results.latencies,
                 "received": results.received,
+                "events": results.events,
                 "closed_codes": results.closed_codes,
                 "connect_errors": results.connect_errors[:5],
                 "connected": results.connected,
