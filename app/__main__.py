@@ -1,4 +1,4 @@
-"""Command line: ``python -m app run | web | worker | agents | migrate | keys ...``."""
+"""Command line: ``python -m app run | web | worker | agents | exchange | migrate | keys ...``."""
 
 from __future__ import annotations
 
@@ -113,6 +113,13 @@ def cmd_agents(settings: Settings) -> int:
     return _run_process(settings, AgentsProcess)
 
 
+def cmd_exchange(settings: Settings) -> int:
+    """The exchange process: market data from a real exchange through ccxt."""
+    from app.exchange.process import ExchangeProcess
+
+    return _run_process(settings, ExchangeProcess)
+
+
 def cmd_run(settings: Settings) -> int:
     """Everything on one machine: database, migrations, engine, agents and web server.
 
@@ -126,6 +133,8 @@ def cmd_run(settings: Settings) -> int:
     supervisor = Supervisor(settings.database_url, env, PROJECT_ROOT)
     supervisor.add("engine", [sys.executable, "-m", "app", "worker"])
     supervisor.add("agents", [sys.executable, "-m", "app", "agents"])
+    if settings.feed_exchange:
+        supervisor.add("exchange", [sys.executable, "-m", "app", "exchange"])
     supervisor.add("web", _gunicorn_command())
     supervisor.start_all()
     stopping = False
@@ -207,6 +216,7 @@ COMMANDS = {
     "web": cmd_web,
     "worker": cmd_worker,
     "agents": cmd_agents,
+    "exchange": cmd_exchange,
     "migrate": cmd_migrate,
     "replay-sample": cmd_replay_sample,
 }

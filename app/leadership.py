@@ -24,7 +24,7 @@ ENGINE_LOCK_KEY = 727_002
 APPLICATION_PREFIX = "cryptofunk-engine "
 
 TAKE_OVER_SQL = """
-INSERT INTO engine_leader (id, epoch, holder, heartbeat_at) VALUES (1, 1, %(holder)s, now())
+INSERT INTO engine_leader (id, epoch, holder, heartbeat_at) VALUES (%(id)s, 1, %(holder)s, now())
 ON CONFLICT (id) DO UPDATE
    SET epoch = engine_leader.epoch + 1, holder = EXCLUDED.holder, heartbeat_at = now()
 RETURNING epoch
@@ -32,7 +32,7 @@ RETURNING epoch
 
 STALE_LEADER_SQL = """
 SELECT holder FROM engine_leader
- WHERE id = 1 AND heartbeat_at < now() - make_interval(secs => %s)
+ WHERE id = %s AND heartbeat_at < now() - make_interval(secs => %s)
 """
 
 TERMINATE_SQL = """
@@ -58,6 +58,8 @@ class Leadership:
         self.holder = holder
         self.takeover_seconds = takeover_seconds
         self.key = key
+        # The engine leads row 1; any other leader (an exchange account) the row of its key.
+        self.row = 1 if key == ENGINE_LOCK_KEY else key
         self.conn = None
         self.epoch: int | None = None
 
@@ -76,7 +78,7 @@ class Leadership:
             if cur.fetchone()[0]:
                 self._take_over(cur)
                 return True
-            cur.execute(STALE_LEADER_SQL, (self.takeover_seconds,))
+            cur.execute(STALE_LEADER_SQL, (self.row, self.takeover_seconds))
             stale = cur.fetchone()
             if stale is not None and stale[0] != self.holder:
                 log.warning("engine leader %s stopped proving liveness; fencing it off", stale[0])
@@ -87,8 +89,8 @@ class Leadership:
         # FOR UPDATE waits for any write transaction of the old leader still holding the epoch
         # FOR KEY SHARE; terminated backends release it at once.
         cur.execute("BEGIN")
-        cur.execute("SELECT epoch FROM engine_leader WHERE id = 1 FOR UPDATE")
-        cur.execute(TAKE_OVER_SQL, {"holder": self.holder})
+        cur.execute("SELECT epoch FROM engine_leader WHERE id = %s FOR UPDATE", (self.row,))
+        cur.execute(TAKE_OVER_SQL, {"holder": self.holder, "id": self.row})
         self.epoch = cur.fetchone()[0]
         cur.execute("COMMIT")
 
@@ -97,8 +99,8 @@ class Leadership:
         try:
             with self.conn.cursor() as cur:
                 cur.execute(
-                    "UPDATE engine_leader SET heartbeat_at = now() WHERE id = 1 AND epoch = %s",
-                    (self.epoch,),
+                    "UPDATE engine_leader SET heartbeat_at = now() WHERE id = %s AND epoch = %s",
+                    (self.row, self.epoch),
                 )
                 return cur.rowcount == 1
         except (psycopg2.Error, OSError, AttributeError):
@@ -106,7 +108,9 @@ class Leadership:
 
     def check_epoch(self, database) -> None:
         """Run at the start of every engine write transaction (see app.db transaction guard)."""
-        cursor = database.execute_sql("SELECT epoch FROM engine_leader WHERE id = 1 FOR KEY SHARE")
+        cursor = database.execute_sql(
+            "SELECT epoch FROM engine_leader WHERE id = %s FOR KEY SHARE", (self.row,)
+        )
         row = cursor.fetchone()
         if row is None or row[0] != self.epoch:
             raise Superseded(f"epoch {self.epoch} is no longer current")

@@ -383,6 +383,7 @@ ALL_TABLES = (
     "trades",
     "orders",
     "positions",
+    "exchange_markets",
     "decision_text_embeddings",
     "decision_words",
     "llm_decisions",

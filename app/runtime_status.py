@@ -13,7 +13,8 @@ PROCESSES = CompiledSelect(lambda: SupervisedProcess.select().order_by(Supervise
 def engine_status(takeover_seconds: float = 10.0) -> dict:
     """The leading engine (host:pid), its epoch, and how fresh its liveness proof is."""
     row = db.execute_sql(
-        "SELECT holder, epoch, EXTRACT(EPOCH FROM now() - heartbeat_at) FROM engine_leader"
+        "SELECT holder, epoch, EXTRACT(EPOCH FROM now() - heartbeat_at) FROM engine_leader "
+        "WHERE id = 1"
     ).fetchone()
     if row is None:
         return {"state": "none", "holder": None, "epoch": None, "heartbeat_age_seconds": None}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -11,7 +13,8 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULTS_FILE = PROJECT_ROOT / "config" / "defaults.toml"
 VERSION = "1.0.0"
-MARKET_FEEDS = ("simulated", "replay", "manual")
+MARKET_FEEDS = ("simulated", "replay", "manual", "ccxt:<exchange>")
+CCXT_FEED = re.compile(r"^ccxt:([a-z][a-z0-9_]*)$")
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -45,6 +48,22 @@ def _origins(raw: str) -> tuple[str, ...]:
     if "*" in origins:
         raise SystemExit("CORS_ORIGINS must list origins (https://host:port), not '*'")
     return origins
+
+
+def _urls(raw: str | None) -> tuple[tuple[str, str], ...]:
+    """EXCHANGE_URLS: a JSON object of ccxt API names to base URLs."""
+    if not raw:
+        return ()
+    try:
+        urls = json.loads(raw)
+    except ValueError as exc:
+        raise SystemExit(f"EXCHANGE_URLS must be a JSON object: {exc}") from None
+    if not isinstance(urls, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and v.startswith(("http://", "https://"))
+        for k, v in urls.items()
+    ):
+        raise SystemExit('EXCHANGE_URLS must map API names to http(s) URLs: {"public": "..."}')
+    return tuple(sorted(urls.items()))
 
 
 def _flag(name: str, default: bool) -> bool:
@@ -116,6 +135,10 @@ class Settings:
     llm_embedding_model: str | None = None
     exchange_api_key: str | None = field(default=None, repr=False)
     exchange_api_secret: str | None = field(default=None, repr=False)
+    # A ccxt feed (MARKET_FEED=ccxt:<exchange>), polled by the exchange process.
+    feed_poll_seconds: float = 2.0
+    exchange_urls: tuple[tuple[str, str], ...] = ()  # merged into ccxt's urls['api']
+    exchange_sandbox: bool = False
     # Simulated and replay feeds (the engine drives them).
     feed_tick_seconds: float = 1.0
     feed_seed: int = 42
@@ -178,6 +201,9 @@ class Settings:
             llm_embedding_model=_env("LLM_EMBEDDING_MODEL"),
             exchange_api_key=_env("EXCHANGE_API_KEY"),
             exchange_api_secret=_env("EXCHANGE_API_SECRET"),
+            feed_poll_seconds=_number("FEED_POLL_SECONDS", 2.0),
+            exchange_urls=_urls(_env("EXCHANGE_URLS")),
+            exchange_sandbox=_flag("EXCHANGE_SANDBOX", False),
             feed_tick_seconds=_number("FEED_TICK_SECONDS", 1.0),
             feed_seed=int(_number("FEED_SEED", 42)),
             feed_volatility=_number("FEED_VOLATILITY", 0.0005),
@@ -222,11 +248,17 @@ class Settings:
                 "LLM_EMBEDDING_MODEL is set but LLM_BASE_URL is not: name the endpoint to ask"
             )
         _check_access(settings)
-        if settings.market_feed not in MARKET_FEEDS:
+        if settings.market_feed not in MARKET_FEEDS[:3] and not settings.feed_exchange:
             raise SystemExit(
                 f"MARKET_FEED must be one of {MARKET_FEEDS}, got {settings.market_feed!r}"
             )
         return settings
+
+    @property
+    def feed_exchange(self) -> str | None:
+        """The ccxt exchange id of MARKET_FEED=ccxt:<exchange>, else None."""
+        match = CCXT_FEED.match(self.market_feed)
+        return match.group(1) if match else None
 
     @property
     def has_exchange_credentials(self) -> bool:

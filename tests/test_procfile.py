@@ -25,7 +25,7 @@ def honcho(*args: str, env: dict, **popen) -> subprocess.Popen:
     )  # fmt: skip
 
 
-def test_release_then_web_worker_and_agents_run_and_stop_on_sigterm(app, database_url):
+def test_release_then_web_worker_agents_and_exchange_run_and_stop_on_sigterm(app, database_url):
     port = free_port()
     env = {
         **os.environ,
@@ -43,7 +43,7 @@ def test_release_then_web_worker_and_agents_run_and_stop_on_sigterm(app, databas
     output, _ = release.communicate(timeout=120)
     assert release.returncode == 0, output
 
-    running = honcho("start", "web", "worker", "agents", env=env)
+    running = honcho("start", "web", "worker", "agents", "exchange", env=env)
     try:
         base = f"http://127.0.0.1:{port}"
 
@@ -58,6 +58,10 @@ def test_release_then_web_worker_and_agents_run_and_stop_on_sigterm(app, databas
         wait_until(lambda: db.execute_sql(
             "SELECT 1 FROM process_heartbeats WHERE kind = 'agents' AND role = 'running'"
         ).fetchone(), timeout=30)  # fmt: skip
+        # No ccxt feed configured: the exchange process says so and idles.
+        wait_until(lambda: db.execute_sql(
+            "SELECT 1 FROM process_heartbeats WHERE kind = 'exchange' AND role = 'idle'"
+        ).fetchone(), timeout=30)  # fmt: skip
         assert ready()["status"] == "ready"
         running.send_signal(signal.SIGTERM)
         output, _ = running.communicate(timeout=60)
@@ -66,10 +70,11 @@ def test_release_then_web_worker_and_agents_run_and_stop_on_sigterm(app, databas
             running.kill()
             running.communicate()
     roles = dict(db.execute_sql("SELECT kind, role FROM process_heartbeats").fetchall())
-    assert roles == {"worker": "stopped", "agents": "stopped"}, output
+    assert roles == {"worker": "stopped", "agents": "stopped", "exchange": "stopped"}, output
     # honcho runs each line under `sh -c` and reports the shell's exit (killed by the same
     # SIGTERM); what counts is that each process shut down by itself, before honcho's SIGKILL.
     assert "sending SIGKILL" not in output, output[-3000:]
     for stopped_cleanly in ("Shutting down: Master", "engine left the active role",
-                            "stopped\", \"process\": \"agents\""):  # fmt: skip
+                            "stopped\", \"process\": \"agents\"",
+                            "stopped\", \"process\": \"exchange\""):  # fmt: skip
         assert stopped_cleanly in output, output[-3000:]

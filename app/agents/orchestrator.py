@@ -63,8 +63,11 @@ class Orchestrator:
         holder: str = "orchestrator",
         concurrency: int = 8,
         lease_seconds: float = 60.0,
+        market_exchange: str | None = None,
     ):
         self.gateway = gateway or LocalReasoner()
+        # On a ccxt feed, the exchange whose market rules size the agents' orders.
+        self.market_exchange = market_exchange
         self.holder = holder
         self.concurrency = max(1, concurrency)
         self.lease_seconds = lease_seconds
@@ -200,7 +203,7 @@ class Orchestrator:
         )
         if direction != 0:
             proposal.side = "BUY" if direction > 0 else "SELL"
-            assess_risk(proposal, session, indicators, config)
+            assess_risk(proposal, session, indicators, config, self.market_exchange)
         return proposal
 
     def _collect_votes(self, session, indicators: Indicators, cfg: AgentConfig) -> list[Vote]:

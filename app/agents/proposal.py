@@ -12,6 +12,7 @@ from app.agents.consensus import Vote
 from app.agents.market_view import Indicators
 from app.agents.risk import Proposal, RiskAgent, Verdict
 from app.models import Position
+from app.trading.market_rules import market_rule
 from app.trading.rules import Rules
 from app.trading.valuation import equity_of, marks_for, open_positions_elsewhere
 
@@ -61,9 +62,17 @@ class CandleProposal:
     prompt: str | None = None  # set when the LLM must approve
 
 
-def assess_risk(proposal: CandleProposal, session, indicators: Indicators, config: dict) -> None:
-    """The risk agent's verdict on the consensus side, sized; the LLM prompt when needed."""
+def assess_risk(
+    proposal: CandleProposal,
+    session,
+    indicators: Indicators,
+    config: dict,
+    market_exchange: str | None = None,
+) -> None:
+    """The risk agent's verdict on the consensus side, sized (to the lot size of the market
+    on ``market_exchange``, a ccxt feed); the LLM prompt when needed."""
     rules = Rules.from_config(config)
+    market = market_rule(market_exchange, session.symbol) if market_exchange else None
     side = proposal.side
     equity, _, _ = equity_of(session, marks_for(session))
     held = open_quantity(session.id, session.symbol)
@@ -81,6 +90,7 @@ def assess_risk(proposal: CandleProposal, session, indicators: Indicators, confi
             drawdown=Decimal(drawdown),
             position_quantity=held,
             open_positions=open_positions_elsewhere(session.id, session.symbol),
+            market=market,
         ),
         rules,
         min_confidence,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 
+from app.trading.market_rules import MarketRule, round_down_to_lot
 from app.trading.rules import Rules
 from app.vocabulary import SessionStatus
 
@@ -24,6 +25,7 @@ class Proposal:
     drawdown: Decimal
     position_quantity: Decimal  # signed: LONG > 0, SHORT < 0
     open_positions: int  # in the session, this symbol excluded
+    market: MarketRule | None = None  # the exchange's rules on a ccxt feed
 
 
 @dataclass(frozen=True)
@@ -76,9 +78,21 @@ class RiskAgent:
             )
         budget = rules.max_position_size * proposal.equity * SIZE_BUFFER
         quantity = (budget / proposal.price).quantize(QUANTITY_STEP, rounding=ROUND_DOWN)
+        market = proposal.market
+        if market is not None:
+            quantity = round_down_to_lot(market, budget / proposal.price)
         if quantity <= 0:
             return Verdict(False, "none", Decimal(0), "Equity too small for a minimum order")
         notional = quantity * proposal.price
+        if market is not None and (
+            (market.min_quantity and quantity < market.min_quantity)
+            or (market.min_notional and notional < market.min_notional)
+        ):
+            return Verdict(
+                False, "none", Decimal(0),
+                f"{quantity} at ~{proposal.price} is below the minimum order of {market.symbol} "
+                f"on {market.exchange}",
+            )  # fmt: skip
         return Verdict(
             True,
             "open",

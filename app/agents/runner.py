@@ -53,6 +53,7 @@ class AgentsProcess:
             holder=self.identity,
             concurrency=settings.agent_concurrency,
             lease_seconds=settings.agent_lease_seconds,
+            market_exchange=settings.feed_exchange,
         )
         embedder = build_embedder(settings, EMBEDDING_TIMEOUT_SECONDS)
         self.embedding_sweep = EmbeddingSweep(embedder) if embedder else None

@@ -25,6 +25,7 @@ blp = ApiBlueprint("trading", __name__, url_prefix="/api/v1/trade", description=
 @blp.response(201, StartedSchema)
 @blp.alt_response(400, schema=ErrorSchema, description="Invalid body, or LIVE without credentials")
 @blp.alt_response(409, schema=ErrorSchema, description="A session is already active")
+@blp.alt_response(503, schema=ErrorSchema, description="The exchange's markets are not loaded yet")
 def start(args: dict):
     """Start a new trading session for a symbol."""
     session = sessions.start_session(
@@ -32,6 +33,7 @@ def start(args: dict):
         args["initial_capital"],
         args["mode"],
         live_credentials=settings().has_exchange_credentials,
+        market_exchange=settings().feed_exchange,
     )
     return {
         "message": "Trading started successfully",

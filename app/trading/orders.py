@@ -9,9 +9,10 @@ from decimal import Decimal
 from app import statements
 from app.db import db
 from app.errors import InvalidInput, InvalidTransition, NotFound, Unavailable
-from app.models import Order, utcnow
+from app.models import MarketPrice, Order, utcnow
 from app.pagination import Listing, Page
 from app.statements import CompiledSelect, text_uuids
+from app.trading.market_rules import check_order, market_rule
 from app.trading.sessions import find_active_session, get_session
 
 
@@ -102,6 +103,15 @@ def ensure_intake_keeps_up(max_backlog_seconds: float) -> None:
             f"{max_backlog_seconds:g}s); the engine is overloaded or down; retry later",
             retry_after=max(1, round(age - max_backlog_seconds)),
         )
+
+
+def check_market_rules(request: OrderRequest, exchange: str) -> None:
+    """On a ccxt feed: 400 naming the rule when the order breaks one of the exchange's market
+    (lot size, quantity bounds, tick size, minimum notional at its price or the latest one)."""
+    rule = market_rule(exchange, request.symbol)
+    latest = MarketPrice.get_or_none(MarketPrice.symbol == request.symbol)
+    prices = {"price": request.price, "stop_price": request.stop_price}
+    check_order(rule, request.quantity, prices, latest.price if latest else None)
 
 
 def place_order(request: OrderRequest) -> Order:

@@ -26,6 +26,7 @@ from app.pagination import Listing, Page
 from app.runtime_config import trading_rules
 from app.statements import CompiledSelect
 from app.trading.limits import LOSS_LIMIT_BREACHES
+from app.trading.market_rules import market_rule
 from app.trading.marking import close_session_positions, record_equity
 from app.trading.stats import max_drawdown, sharpe_ratio
 from app.trading.valuation import equity_of, marks_for
@@ -87,13 +88,21 @@ def find_active_session(symbol: str, mode: str | None = None) -> TradingSession 
 
 
 def start_session(
-    symbol: str, initial_capital: Decimal | None, mode: str, *, live_credentials: bool
+    symbol: str,
+    initial_capital: Decimal | None,
+    mode: str,
+    *,
+    live_credentials: bool,
+    market_exchange: str | None = None,
 ) -> TradingSession:
     """Open a RUNNING session; 409 if one is already active for the symbol and mode.
 
     ``initial_capital`` None: the configured ``trading.initial_capital``. LIVE needs the
     configured ``trading_mode`` to be ``live`` (setting it back to ``paper`` is the kill switch).
+    On a ccxt feed (``market_exchange``) the exchange must list the symbol (400 naming it).
     """
+    if market_exchange is not None:
+        market_rule(market_exchange, symbol)
     trading = trading_rules()["trading"]
     if initial_capital is None:
         initial_capital = Decimal(str(trading["initial_capital"]))
