@@ -13,9 +13,6 @@ import logging
 import math
 import time
 
-import openai
-
-from app.agents.llm import count_llm_call
 from app.db import db
 from app.settings import Settings
 
@@ -37,6 +34,11 @@ class Embedder:
     """One model on one OpenAI-compatible endpoint; no retries (callers decide)."""
 
     def __init__(self, settings: Settings, timeout: float):
+        # Imported here: the web process loads the openai client (about 30 MiB per worker) only
+        # when semantic search is configured.
+        import openai
+
+        self.openai = openai
         self.model = settings.llm_embedding_model
         self.client = openai.OpenAI(
             base_url=settings.llm_base_url,
@@ -47,6 +49,9 @@ class Embedder:
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         """One vector per text, all of one dimension, finite and non-zero."""
+        from app.agents.llm import count_llm_call
+
+        openai = self.openai
         started = time.perf_counter()
         try:
             answer = self.client.embeddings.create(
@@ -56,7 +61,7 @@ class Embedder:
             )
             vectors = _vectors(answer, len(texts))
         except (openai.OpenAIError, ValueError, TypeError, AttributeError) as exc:
-            count_llm_call(self.model, _elapsed_ms(started), error=_kind(exc))
+            count_llm_call(self.model, _elapsed_ms(started), error=_kind(openai, exc))
             raise EmbeddingFailure(f"{self.model}: {type(exc).__name__}: {exc}") from None
         count_llm_call(self.model, _elapsed_ms(started))
         return vectors
@@ -66,7 +71,7 @@ def _elapsed_ms(started: float) -> int:
     return int((time.perf_counter() - started) * 1000)
 
 
-def _kind(exc: Exception) -> str:
+def _kind(openai, exc: Exception) -> str:
     if isinstance(exc, openai.APITimeoutError):
         return "timeout"
     if isinstance(exc, openai.APIConnectionError):
