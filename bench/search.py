@@ -90,20 +90,21 @@ UNCOMMON_PHRASE = "options expiry pinning"  # in exactly 2,000
 def generate(total: int, seed: int = 7) -> list[tuple]:
     """(id, agent, symbol, decision, reasoning, prompt, created_at) of ``total`` decisions."""
     rng = np.random.default_rng(seed)
-    per_symbol = -(-total // len(SYMBOLS))
+    regimes = dict.fromkeys(SYMBOLS, 2)
     rows = []
-    for symbol in SYMBOLS:
-        regime = 2
-        for step in range(per_symbol):
+    # Every symbol is decided at every step, by the step's agent: symbols interleave in time,
+    # as they do in a real log.
+    for step in range(-(-total // len(SYMBOLS))):
+        agent = AGENTS[step % len(AGENTS)]
+        for symbol in SYMBOLS:
             if rng.random() > STAY:
-                regime = int(rng.integers(0, 4))
-            bank = PHRASES[REGIMES[regime]]
+                regimes[symbol] = int(rng.integers(0, 4))
+            bank = PHRASES[REGIMES[regimes[symbol]]]
             picked = rng.choice(len(bank), size=3, replace=False)
             rsi = round(float(np.clip(50 + 15 * rng.standard_normal(), 5, 95)), 1)
             reasoning = (
                 f"{symbol}: {bank[picked[0]]}; {bank[picked[1]]}. RSI {rsi}, {bank[picked[2]]}."
             )
-            agent = AGENTS[step % len(AGENTS)]
             prompt = (
                 f"You are {agent}. Symbol {symbol}. Regime indicators: RSI {rsi}. "
                 "Decide BUY, SELL or HOLD with a confidence and explain."
@@ -115,7 +116,7 @@ def generate(total: int, seed: int = 7) -> list[tuple]:
         for row in rng.choice(len(rows), size=count, replace=False):
             rows[row][3] += f" Note: {phrase}."
     ids = [str(uuid.UUID(bytes=rng.bytes(16), version=4)) for _ in rows]
-    return [(ids[n], *row, 1.7e9 + n * 30) for n, row in enumerate(rows)]
+    return [(ids[n], *row, 1.7e9 + n * 4) for n, row in enumerate(rows)]
 
 
 def load(rows) -> dict:

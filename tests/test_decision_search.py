@@ -280,3 +280,18 @@ def test_the_agents_process_embeds_each_new_decision(database_url, fake_llm, cli
     finally:
         agents.terminate()
         agents.wait(timeout=20)
+
+
+def test_common_words_walk_the_newest_decisions_and_answer_the_same(client, corpus):
+    from app.agents import search as search_module
+
+    before = search(client, query='"momentum is building"', limit=100)
+    db.execute_sql("ANALYZE llm_decisions")
+    search_module._statistics["read_at"] = float("-inf")  # read the fresh statistics
+    try:
+        assert search_module._frequent("momentum building", any_of=False)
+        assert not search_module._frequent("whale", any_of=False)
+        walked = search(client, query='"momentum is building"', limit=100)
+    finally:
+        search_module._statistics["read_at"] = float("-inf")
+    assert found(walked) == found(before) and found(walked)

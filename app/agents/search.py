@@ -21,17 +21,27 @@ scaled so that first place in every ranking is 1.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
 from app.agents.embeddings import Embedder, EmbeddingFailure, vector_literal
-from app.db import db
+from app.db import db, is_timeout
 from app.statements import dicts
 
 MAX_QUERY_CHARS = 500
 # Full-text matches ranked per query, newest first: a common word matches a large share of a
 # million decisions, and ranking every one of them would take seconds.
-CANDIDATES = 1_000
+CANDIDATES = 200
+# A query whose every word is in at least this share of the decisions (the column's statistics)
+# is answered by walking the decisions newest first until CANDIDATES match: a few thousand
+# rows. The planner's own estimate multiplies the words' shares as if they were independent,
+# so for a common phrase it expects a few matches and reads all of them through the index
+# (tens of thousands). A walk that takes longer than WALK_TIMEOUT_MS (the words are common,
+# their combination is not) is abandoned for the planner's plan.
+FREQUENT_SHARE = 0.02
+WALK_TIMEOUT_MS = 250
+STATISTICS_SECONDS = 600.0
 # Each ranking contributes this many before fusion (the largest page).
 POOL = 100
 FUSION_K = 60
@@ -146,18 +156,22 @@ def _text_ranking(request: SearchRequest) -> tuple[list[tuple[str, float]], tupl
     """Full-text matches, then corrected-word matches when they are too few."""
     query = "websearch_to_tsquery('english', %(query)s)"
     params = {**request.filters.params(), "query": request.query}
-    exact = [(id_, 0.5 + rank / 2) for id_, rank in _matches(query, params, request.filters)]
+    alternatives = re.search(r"\bor\b", request.query, re.IGNORECASE) is not None
+    positive = re.sub(r'(?:^|\s)-\S+|"', " ", request.query)
+    walk = _frequent(positive, any_of=alternatives)
+    exact = [(id_, 0.5 + rank / 2) for id_, rank in _matches(query, params, request.filters, walk)]
     if len(exact) >= request.limit or OPERATORS.search(request.query):
         return exact, (query, params)
     corrected = _corrected_query(request.query)
     if corrected is None:
         return exact, (query, params)
-    fuzzy_query, fuzzy_params, similarity = corrected
+    fuzzy_query, fuzzy_params, similarity, best = corrected
     params = {**params, **fuzzy_params}
     seen = {id_ for id_, _ in exact}
+    walk = any(_frequent(words, any_of=False) for words in best)
     fuzzy = [
         (id_, similarity * rank / 2)
-        for id_, rank in _matches(fuzzy_query, params, request.filters)
+        for id_, rank in _matches(fuzzy_query, params, request.filters, walk)
         if id_ not in seen
     ]
     # Highlight what was found: the words as typed for full-text hits, the corrections after.
@@ -165,8 +179,11 @@ def _text_ranking(request: SearchRequest) -> tuple[list[tuple[str, float]], tupl
     return exact + fuzzy, (highlight, params)
 
 
-def _matches(tsquery: str, params: dict, filters: SearchFilter) -> list[tuple[str, float]]:
-    """(id, rank / (rank + 1)) of the newest CANDIDATES matches, best POOL first."""
+def _matches(
+    tsquery: str, params: dict, filters: SearchFilter, walk: bool
+) -> list[tuple[str, float]]:
+    """(id, rank / (rank + 1)) of the newest CANDIDATES matches, best POOL first; ``walk``:
+    read the decisions newest first (common words) instead of through the full-text index."""
     where = filters.where(f"d.search_document @@ ({tsquery})")
     # The rank is computed outside the candidate query: inside, a plan that sorts all the
     # matches would rank every one of them.
@@ -176,7 +193,49 @@ def _matches(tsquery: str, params: dict, filters: SearchFilter) -> list[tuple[st
         f"WHERE {where} ORDER BY d.created_at DESC LIMIT {CANDIDATES}) c "
         f"ORDER BY rank DESC, c.created_at DESC LIMIT {POOL}"
     )
+    if walk:
+        try:
+            with db.atomic():
+                db.execute_sql("SET LOCAL enable_bitmapscan = off")
+                db.execute_sql(f"SET LOCAL statement_timeout = {WALK_TIMEOUT_MS}")
+                rows = db.execute_sql(sql, params).fetchall()
+            return [(id_, float(rank)) for id_, rank in rows]
+        except Exception as exc:
+            if not is_timeout(exc):
+                raise
     return [(id_, float(rank)) for id_, rank in db.execute_sql(sql, params).fetchall()]
+
+
+_statistics: dict = {"read_at": float("-inf"), "shares": {}}
+
+
+def _lexeme_shares() -> dict[str, float]:
+    """The share of decisions containing each common lexeme, from the column's statistics
+    (ANALYZE's most common elements), read again every STATISTICS_SECONDS."""
+    now = time.monotonic()
+    if now - _statistics["read_at"] > STATISTICS_SECONDS:
+        row = db.execute_sql(
+            "SELECT most_common_elems::text::text[], most_common_elem_freqs FROM pg_stats "
+            "WHERE schemaname = current_schema() AND tablename = 'llm_decisions' "
+            "AND attname = 'search_document'"
+        ).fetchone()
+        lexemes, shares = row if row and row[0] else ([], [])
+        _statistics.update(read_at=now, shares=dict(zip(lexemes, shares, strict=False)))
+    return _statistics["shares"]
+
+
+def _frequent(words: str, *, any_of: bool) -> bool:
+    """Are the words common enough (every one, or with ``any_of`` any one) to walk for?"""
+    shares = _lexeme_shares()
+    if not shares:
+        return False  # no statistics yet: a small table, the planner's plan is right
+    lexemes = db.execute_sql(
+        "SELECT tsvector_to_array(to_tsvector('english', %s))", (words,)
+    ).fetchone()[0]
+    if not lexemes:
+        return False
+    found = [shares.get(lexeme, 0.0) for lexeme in lexemes]
+    return (max(found) if any_of else min(found)) >= FREQUENT_SHARE
 
 
 CORRECTIONS = f"""
@@ -203,9 +262,10 @@ def query_words(query: str) -> list[str]:
     return list(dict.fromkeys(word for word in words if WORD.match(word)))
 
 
-def _corrected_query(query: str) -> tuple[str, dict, float] | None:
+def _corrected_query(query: str) -> tuple[str, dict, float, list[str]] | None:
     """A tsquery of the nearest known words: every typed word (any of its corrections), or
-    for a short query, its words run together. None when nothing is near enough."""
+    for a short query, its words run together; its parameters, the corrections' similarity,
+    and for each alternative its best corrections as text. None when nothing is near enough."""
     words = query_words(query)
     run_together = re.sub(r"[^a-z0-9]+", "", query.lower())
     alternatives = list(words)
@@ -226,17 +286,20 @@ def _corrected_query(query: str) -> tuple[str, dict, float] | None:
             terms.append(f"plainto_tsquery('english', %({name})s)")
         return "(" + " || ".join(terms) + ")"
 
-    groups, similarities = [], []
+    groups, similarities, best = [], [], []
     every_word = [typed for typed in words if typed in corrections]
     if every_word:
         groups.append(" && ".join(any_of(typed) for typed in every_word))
         similarities.append(min(corrections[typed][0][1] for typed in every_word))
+        best.append(" ".join(corrections[typed][0][0] for typed in every_word))
     if run_together in corrections and run_together not in words:
         groups.append(any_of(run_together))
         similarities.append(corrections[run_together][0][1])
+        best.append(corrections[run_together][0][0])
     if not groups:
         return None
-    return " || ".join(f"({group})" for group in groups), params, max(similarities)
+    tsquery = " || ".join(f"({group})" for group in groups)
+    return tsquery, params, max(similarities), best
 
 
 # -- vectors -----------------------------------------------------------------------------------
