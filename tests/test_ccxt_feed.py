@@ -274,3 +274,13 @@ def test_store_markets_replaces_what_was_known(app):
     store_markets("kraken", [MarketRule("kraken", "ETH/USD", False)])
     assert db.execute_sql("SELECT symbol, active FROM exchange_markets").fetchall() == [
         ("ETH/USD", False)]  # fmt: skip
+
+
+def test_without_a_tickers_endpoint_a_failing_symbol_does_not_stop_the_others(feed, fake):
+    feed.client.has["fetchTickers"] = False
+    feed.poll(["BTC/USDT", "ETH/USDT"], 60, 30)
+    fake.prices["BTCUSDT"], fake.prices["ETHUSDT"] = Decimal("64000"), Decimal("3400")
+    fake.fail_next("/ticker/24hr", 500, times=1)  # the first symbol's request fails
+    assert feed.poll(["BTC/USDT", "ETH/USDT"], 60, 30) == 1
+    assert MarketPrice.get_by_id("ETH/USDT").price == Decimal("3400")
+    assert events("error") == []  # one symbol's hiccup is not an outage

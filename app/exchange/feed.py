@@ -161,9 +161,20 @@ class CcxtFeed:
         return False
 
     def _tickers(self, symbols: list[str]) -> dict:
+        """All tickers in one request where the exchange offers it, else one by one: then a
+        symbol that fails is skipped this poll and the others keep flowing; only when every
+        one fails is it an outage."""
         if self.client.has.get("fetchTickers"):
             return self.client.fetch_tickers(symbols)
-        return {symbol: self.client.fetch_ticker(symbol) for symbol in symbols}
+        tickers, failure = {}, None
+        for symbol in symbols:
+            try:
+                tickers[symbol] = self.client.fetch_ticker(symbol)
+            except TRANSIENT as exc:
+                failure = exc
+        if failure is not None and not tickers:
+            raise failure
+        return tickers
 
     def _write_tickers(self, symbols: list[str]) -> int:
         if not symbols:
