@@ -255,3 +255,24 @@ def test_the_grafana_dashboard_uses_only_metrics_the_system_exports(client):
     declared = {re.sub(r"_total$", "", name) for name in types}
     assert used - declared == set()
     assert len(used) >= 15
+
+
+def test_batched_latencies_expose_exactly_what_single_observations_would():
+    from prometheus_client import Histogram
+
+    from app.metrics import LATENCY, observe_all
+
+    buckets = LATENCY._upper_bounds[:-1]  # the web's buckets, +Inf added by the histogram
+    one = Histogram("one_at_a_time", "x", buckets=buckets, registry=None)
+    batch = Histogram("batched", "x", buckets=buckets, registry=None)
+    amounts = [0.0, 0.004, 0.005, 0.0051, 0.2, 0.25, 3.0, 7.5, 0.01, 0.01]
+    for amount in amounts:
+        one.observe(amount)
+    observe_all(batch, amounts)
+
+    def samples(histogram):
+        return [(s.name.removeprefix(metric.name), s.labels, s.value)
+                for metric in histogram.collect() for s in metric.samples
+                if not s.name.endswith("_created")]  # fmt: skip
+
+    assert samples(batch) == samples(one)

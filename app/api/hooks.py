@@ -20,7 +20,7 @@ from app.api.access import (
 )
 from app.db import CONNECTION_ERRORS, close_request_connection, db, is_retryable, is_timeout
 from app.logs import request_id_from
-from app.metrics import latency_histogram, request_counter
+from app.metrics import REQUEST_STATS
 from app.realtime.protocol import WS_PATH
 from app.settings import Settings
 
@@ -151,10 +151,8 @@ def _add_cors_headers(req: Request, response) -> None:
 def _observe(req: Request, context, response) -> None:
     started = context.pop("started", None)
     endpoint = route_template(req) if req.url_rule else "unmatched"
-    status = response.status_code
-    request_counter(req.method, endpoint, status).inc()
-    if started is not None:
-        latency_histogram(req.method, endpoint, status).observe(time.perf_counter() - started)
+    elapsed = time.perf_counter() - started if started is not None else 0.0
+    REQUEST_STATS.record(req.method, endpoint, response.status_code, elapsed)
 
 
 def screen_request():
