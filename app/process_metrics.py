@@ -1,4 +1,4 @@
-"""Counters of the engine and agents processes, published through the database.
+"""Counters of the engine, agents and exchange processes, published through the database.
 
 On a PaaS only the web process can be scraped. Each engine and agents process therefore keeps
 its counters in a registry of its own and writes them, every few seconds, into its row of
@@ -44,6 +44,11 @@ DECISIONS = Counter("cryptofunk_agent_decisions", "Decisions recorded, by agent 
 OUTCOMES = Counter("cryptofunk_agent_decision_outcomes",
                    "Decisions judged, by agent and outcome", ["agent", "outcome"],
                    registry=REGISTRY)  # fmt: skip
+FEED_TICKS = Counter("cryptofunk_feed_ticks", "Ticks an exchange feed wrote, by exchange",
+                     ["exchange"], registry=REGISTRY)  # fmt: skip
+FEED_FAILURES = Counter("cryptofunk_feed_failures",
+                        "Polls of an exchange feed that failed, by exchange and error",
+                        ["exchange", "error"], registry=REGISTRY)  # fmt: skip
 
 HEARTBEAT_SECONDS = 5.0
 # A row not refreshed for this long belongs to a process that is gone (killed, or its host).

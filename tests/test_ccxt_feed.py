@@ -16,6 +16,7 @@ from app.db import db
 from app.exchange.connect import build_client
 from app.exchange.feed import CcxtFeed
 from app.models import MarketPrice, MarketTick, Order, SystemEvent
+from app.process_metrics import FEED_FAILURES, FEED_TICKS
 from app.settings import load_defaults
 from app.trading.market_rules import MarketRule, round_down_to_lot, store_markets
 from app.trading.rules import Rules
@@ -49,6 +50,16 @@ def ccxt_client(settings, fake, admin_key):
     return with_key(create_app(feed_settings(settings, fake)).test_client(), admin_key)
 
 
+def counted(counter, **labels) -> float:
+    """The counter's total over the samples carrying ``labels``."""
+    return sum(
+        sample.value
+        for metric in counter.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total") and labels.items() <= sample.labels.items()
+    )
+
+
 def events(kind: str) -> list[dict]:
     return [e.data for e in SystemEvent.select().where(SystemEvent.type == kind).order_by(
         SystemEvent.id)]  # fmt: skip
@@ -65,6 +76,7 @@ def test_tickers_become_ticks_with_the_exchanges_time_volume_and_name(feed, fake
     fake.prices["BTCUSDT"] = Decimal("65100.5")
     fake.volumes["BTCUSDT"] += Decimal("2.5")
     assert feed.poll(["BTC/USDT", "ETH/USDT"], 60, 30) == 1
+    assert counted(FEED_TICKS, exchange="binance") >= 3
     latest = MarketTick.select().where(MarketTick.source == "binance").order_by(
         MarketTick.id.desc()).get()  # fmt: skip
     assert (latest.symbol, latest.price, latest.volume) == ("BTC/USDT", Decimal("65100.5"), 2.5)
@@ -114,6 +126,8 @@ def test_failures_back_off_and_are_reported_once_per_outage(feed, fake, status):
     assert [e["error"] for e in events("error")] == ["Market feed binance is failing"]
     assert [e["status"] for e in events("system_status")] == ["feed_recovered"]
     assert feed.backoff.wait == 0.2
+    # Every failed poll is counted, for the heartbeat row the web's /metrics exports.
+    assert counted(FEED_FAILURES, exchange="binance") >= 4
 
 
 def test_an_exchange_that_is_down_at_start_is_retried(feed, fake):

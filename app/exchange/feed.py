@@ -27,6 +27,7 @@ from app.db import db
 from app.events import publish_error, publish_status
 from app.exchange.connect import TRANSIENT, market_rules
 from app.models import MarketTick, utcnow
+from app.process_metrics import FEED_FAILURES, FEED_TICKS
 from app.trading.market import record_tick
 from app.trading.market_rules import store_markets
 
@@ -132,6 +133,7 @@ class CcxtFeed:
         return written
 
     def _outage(self, now: float, exc: Exception) -> None:
+        FEED_FAILURES.labels(self.exchange, type(exc).__name__).inc()
         first = self.backoff.failed(now)
         log.warning(
             "%s feed failed (%s), next try in %.0f s", self.exchange, exc, self.backoff.wait
@@ -201,6 +203,7 @@ class CcxtFeed:
                 at = datetime.fromtimestamp(stamp / 1000, UTC) if stamp else None
                 record_tick(symbol, price, volume=volume, timestamp=at, source=self.exchange)
                 written += 1
+        FEED_TICKS.labels(self.exchange).inc(written)
         return written
 
     # -- history ---------------------------------------------------------------------------------
