@@ -38,7 +38,6 @@ class Embedder:
         # when semantic search is configured.
         import openai
 
-        self.openai = openai
         self.model = settings.llm_embedding_model
         self.client = openai.OpenAI(
             base_url=settings.llm_base_url,
@@ -49,9 +48,10 @@ class Embedder:
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         """One vector per text, all of one dimension, finite and non-zero."""
-        from app.agents.llm import count_llm_call
+        import openai
 
-        openai = self.openai
+        from app.agents.llm import count_llm_call, failure_kind
+
         started = time.perf_counter()
         try:
             answer = self.client.embeddings.create(
@@ -61,7 +61,7 @@ class Embedder:
             )
             vectors = _vectors(answer, len(texts))
         except (openai.OpenAIError, ValueError, TypeError, AttributeError) as exc:
-            count_llm_call(self.model, _elapsed_ms(started), error=_kind(openai, exc))
+            count_llm_call(self.model, _elapsed_ms(started), error=failure_kind(exc))
             raise EmbeddingFailure(f"{self.model}: {type(exc).__name__}: {exc}") from None
         count_llm_call(self.model, _elapsed_ms(started))
         return vectors
@@ -69,18 +69,6 @@ class Embedder:
 
 def _elapsed_ms(started: float) -> int:
     return int((time.perf_counter() - started) * 1000)
-
-
-def _kind(openai, exc: Exception) -> str:
-    if isinstance(exc, openai.APITimeoutError):
-        return "timeout"
-    if isinstance(exc, openai.APIConnectionError):
-        return "connection"
-    if isinstance(exc, openai.RateLimitError):
-        return "rate_limit"
-    if isinstance(exc, openai.OpenAIError):
-        return "http_error"
-    return "malformed"
 
 
 def _vectors(answer, expected: int) -> list[list[float]]:

@@ -157,7 +157,7 @@ class OpenAIGateway:
             answer = parse_answer(text)
         except (openai.OpenAIError, ValueError, IndexError, AttributeError) as exc:
             latency = int((time.perf_counter() - started) * 1000)
-            count_llm_call(model, latency, error=_failure_kind(exc))
+            count_llm_call(model, latency, error=failure_kind(exc))
             raise LlmFailure(
                 f"{model}: {type(exc).__name__}: {exc}",
                 model=model,
@@ -189,7 +189,7 @@ class OpenAIGateway:
         )
 
 
-def _failure_kind(exc: Exception) -> str:
+def failure_kind(exc: Exception) -> str:
     """A short label for a failed call: timeout, connection, rate_limit, http_error, malformed."""
     if isinstance(exc, openai.APITimeoutError):
         return "timeout"
