@@ -10,8 +10,10 @@ simulated, replay and manual feeds there are no such rules.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from decimal import ROUND_DOWN, Decimal
+
+from psycopg2.extras import execute_values
 
 from app.db import db
 from app.errors import InvalidInput, Unavailable
@@ -35,28 +37,11 @@ COLUMNS = "exchange, symbol, active, tick_size, lot_size, min_quantity, max_quan
 
 def store_markets(exchange: str, rules: list[MarketRule]) -> None:
     """Replace what is known of ``exchange``'s markets (the exchange process, after loading)."""
-    with db.atomic():
-        db.execute_sql("DELETE FROM exchange_markets WHERE exchange = %s", (exchange,))
-        for chunk in range(0, len(rules), 500):
-            part = rules[chunk : chunk + 500]
-            placeholders = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s)"] * len(part))
-            values = [
-                value
-                for rule in part
-                for value in (
-                    rule.exchange,
-                    rule.symbol,
-                    rule.active,
-                    rule.tick_size,
-                    rule.lot_size,
-                    rule.min_quantity,
-                    rule.max_quantity,
-                    rule.min_notional,
-                )
-            ]
-            db.execute_sql(
-                f"INSERT INTO exchange_markets ({COLUMNS}) VALUES {placeholders}", values
-            )
+    with db.atomic(), db.cursor() as cursor:
+        cursor.execute("DELETE FROM exchange_markets WHERE exchange = %s", (exchange,))
+        # MarketRule's fields are COLUMNS, in order.
+        execute_values(cursor, f"INSERT INTO exchange_markets ({COLUMNS}) VALUES %s",
+                       [astuple(rule) for rule in rules], page_size=500)  # fmt: skip
 
 
 def market_rule(exchange: str, symbol: str) -> MarketRule:
