@@ -13,8 +13,6 @@ import socket
 import time
 from datetime import timedelta
 
-import psycopg2
-
 from app.db import CONNECTION_ERRORS, db, init_database
 from app.events import publish_error, publish_status
 from app.leadership import Leadership, Superseded, application_name
@@ -68,18 +66,12 @@ class Engine:
             self.settings.database_url, self.identity, self.settings.engine_takeover_seconds
         )
         try:
-            while not self.stopping:
-                try:
-                    if not leadership.try_acquire():
-                        self.heartbeat.beat("standby")
-                        time.sleep(STANDBY_POLL_SECONDS)
-                        continue
-                    leadership.listen(WAKE_CHANNEL)
-                except psycopg2.Error as exc:
-                    log.warning("database unavailable (%s); retrying", exc)
-                    leadership.release()
-                    time.sleep(STANDBY_POLL_SECONDS)
-                    continue
+            while leadership.acquire_or_wait(
+                lambda: self.stopping,
+                lambda: self.heartbeat.beat("standby"),
+                STANDBY_POLL_SECONDS,
+                channel=WAKE_CHANNEL,
+            ):
                 log.info(
                     "engine is active (feed: %s, epoch %s)",
                     self.settings.market_feed,

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import select
+import time
+from collections.abc import Callable
 
 import psycopg2
 
@@ -83,6 +85,29 @@ class Leadership:
             if stale is not None and stale[0] != self.holder:
                 log.warning("engine leader %s stopped proving liveness; fencing it off", stale[0])
                 cur.execute(TERMINATE_SQL, (application_name(stale[0]),))
+        return False
+
+    def acquire_or_wait(
+        self,
+        stopping: Callable[[], bool],
+        on_standby: Callable[[], None],
+        poll_seconds: float,
+        channel: str | None = None,
+    ) -> bool:
+        """Block until this process leads (True; LISTENing on ``channel`` when given) or
+        ``stopping()`` says to give up (False). A standby calls ``on_standby`` at every poll;
+        an unreachable database is waited out the same way."""
+        while not stopping():
+            try:
+                if self.try_acquire():
+                    if channel is not None:
+                        self.listen(channel)
+                    return True
+                on_standby()
+            except psycopg2.Error as exc:
+                log.warning("database unavailable (%s); retrying", exc)
+                self.release()
+            time.sleep(poll_seconds)
         return False
 
     def _take_over(self, cur) -> None:

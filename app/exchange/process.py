@@ -17,8 +17,6 @@ import signal
 import socket
 import time
 
-import psycopg2
-
 from app.db import CONNECTION_ERRORS, db, init_database
 from app.exchange.connect import build_client
 from app.exchange.feed import CcxtFeed
@@ -87,17 +85,11 @@ class ExchangeProcess:
                                 self.settings.engine_takeover_seconds,
                                 key=lock_key(self.exchange_id, None))  # fmt: skip
         try:
-            while not self.stopping:
-                try:
-                    if not leadership.try_acquire():
-                        self.heartbeat.beat("standby")
-                        time.sleep(STANDBY_POLL_SECONDS)
-                        continue
-                except psycopg2.Error as exc:
-                    log.warning("database unavailable (%s); retrying", exc)
-                    leadership.release()
-                    time.sleep(STANDBY_POLL_SECONDS)
-                    continue
+            while leadership.acquire_or_wait(
+                lambda: self.stopping,
+                lambda: self.heartbeat.beat("standby"),
+                STANDBY_POLL_SECONDS,
+            ):
                 log.info("exchange process leads %s (epoch %s)", self.exchange_id,
                          leadership.epoch)  # fmt: skip
                 db.transaction_guard = leadership.check_epoch
