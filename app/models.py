@@ -193,6 +193,8 @@ class Order(TimestampedModel):
     accepted_at = DateTimeTZField(null=True)
     triggered_at = DateTimeTZField(null=True)
     error_message = TextField(null=True)
+    sent_at = DateTimeTZField(null=True)  # LIVE: the exchange process began sending it
+    settled_at = DateTimeTZField(null=True)  # LIVE: final on the exchange, every fill applied
 
     class Meta:
         table_name = "orders"
@@ -384,6 +386,9 @@ ALL_TABLES = (
     "orders",
     "positions",
     "exchange_markets",
+    "exchange_fills",
+    "exchange_prices",
+    "exchange_accounts",
     "decision_text_embeddings",
     "decision_words",
     "llm_decisions",

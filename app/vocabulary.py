@@ -57,6 +57,9 @@ class Outcome(StrEnum):
     PENDING = "PENDING"
 
 
+# The exchange of PAPER sessions, orders and positions: the engine's own matcher. LIVE ones
+# carry the ccxt id of the exchange they trade on.
+PAPER_EXCHANGE = "PAPER"
 ACTIVE_SESSION_STATUSES = (SessionStatus.RUNNING, SessionStatus.PAUSED)
 OPEN_ORDER_STATUSES = (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
 LIMIT_TYPES = (OrderType.LIMIT, OrderType.STOP_LOSS_LIMIT, OrderType.TAKE_PROFIT_LIMIT)

@@ -33,9 +33,10 @@ INTAKE_BATCH = 60
 # How long one pass keeps accepting arrivals before marking and ticks get their turn.
 INTAKE_PASS_SECONDS = 0.25
 
+# PAPER orders only: the exchange process sends LIVE ones (app/exchange/account.py).
 ARRIVALS_SQL = """
 SELECT * FROM orders
- WHERE accepted_at IS NULL AND status = 'NEW'
+ WHERE accepted_at IS NULL AND status = 'NEW' AND exchange = 'PAPER'
  ORDER BY placed_at, id
  LIMIT %s
  FOR UPDATE

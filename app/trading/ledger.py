@@ -33,7 +33,14 @@ from app.trading.rules import (
     protective_levels,
 )
 from app.trading.valuation import book_of, prices_of, value_positions
-from app.vocabulary import OrderStatus, OrderType, PositionSide, PositionStatus, Side
+from app.vocabulary import (
+    PAPER_EXCHANGE,
+    OrderStatus,
+    OrderType,
+    PositionSide,
+    PositionStatus,
+    Side,
+)
 
 ORDER_FIELDS = (
     Order.position, Order.status, Order.executed_quantity, Order.executed_quote_quantity,
@@ -66,8 +73,9 @@ class SessionBook:
 class Ledger:
     """Sessions, positions, orders and trades of one transaction, written back by flush()."""
 
-    def __init__(self, rules: Rules):
+    def __init__(self, rules: Rules, exchange: str = PAPER_EXCHANGE):
         self.rules = rules
+        self.exchange = exchange  # whose prices value the positions: a LIVE exchange's own
         self._reset()
 
     def _reset(self) -> None:
@@ -118,7 +126,7 @@ class Ledger:
 
     def load_prices(self, symbols: Iterable[str]) -> None:
         missing = set(symbols) - set(self.prices)
-        self.prices.update(prices_of(missing))
+        self.prices.update(prices_of(missing, self.exchange))
 
     def session(self, session_id) -> SessionBook:
         return self.sessions[session_id]
@@ -188,27 +196,33 @@ class Ledger:
         reason: str | None = None,
         *,
         market: Decimal | None = None,
+        fee: Decimal | None = None,
+        executed_at: datetime | None = None,
     ) -> Trade:
         """Apply one fill: trade, order progress, position(s), cash, limits, equity sample.
 
         ``market`` is the market price the fill happened at (the tick, or the latest price):
         limits and the equity sample value the symbol there, not at the slipped fill price.
+        ``fee`` given (in the quote currency): a fill that already happened on an exchange, at
+        its fee and time, which no limit can refuse any more.
         """
-        now = utcnow()
+        now = executed_at or utcnow()
+        exchange_fill = fee is not None
         book = self.sessions[order.session_id]
         position = book.positions.get(order.symbol)
         before = book_of(position)
         price = money(price)
-        if price * quantity > MAX_NOTIONAL:
+        if price * quantity > MAX_NOTIONAL and not exchange_fill:
             raise Rejected(
                 f"notional {price * quantity:.2f} exceeds the largest fill the exchange takes "
                 f"({MAX_NOTIONAL:,.0f})",
                 reason="max_notional",
             )
-        fee = money(price * quantity * self.rules.commission_rate)
+        fee = money(price * quantity * self.rules.commission_rate if fee is None else fee)
         effect = apply_fill(before, order.side, quantity, price, fee)
         marks = {**self.marks(book), order.symbol: market if market is not None else price}
-        if exposure_increase(before, order.side, quantity) > 0:  # reducing is always allowed
+        # Reducing is always allowed, and so is what an exchange has already done.
+        if exposure_increase(before, order.side, quantity) > 0 and not exchange_fill:
             equity, _, _ = self.equity(book, marks)
             others = sum(1 for symbol in book.positions if symbol != order.symbol)
             check_entry(book.row, order.side, effect, price, equity, others, self.rules)

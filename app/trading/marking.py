@@ -33,7 +33,7 @@ def record_equity(
 ) -> EquitySnapshot:
     """An equity sample at the market time of its marks (``now`` when there is no price)."""
     equity, value, unrealized = equity_of(session, marks)
-    sampled_at = market_time([*marks, session.symbol]) or now
+    sampled_at = market_time([*marks, session.symbol], session.exchange) or now
     realized = (
         Position.select(fn.COALESCE(fn.SUM(Position.realized_pnl), 0))
         .where(Position.session == session.id)

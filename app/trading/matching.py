@@ -113,10 +113,12 @@ def process_ticks_one_by_one(rules: Rules, limit: int) -> int:
 
 # Built once: these run for every tick, and assembling them through the ORM cost more than
 # executing them. They only prefilter: the Python rules decide. {price} is the tick's price:
-# a %s parameter in the per-tick queries, a column in the batch prefilter.
+# a %s parameter in the per-tick queries, a column in the batch prefilter. Only PAPER orders
+# and positions: the exchange fills LIVE ones (app/exchange/account.py).
 WORKING_ORDER_CROSSED = """
        status IN ('NEW', 'PARTIALLY_FILLED')
    AND accepted_at IS NOT NULL
+   AND exchange = 'PAPER'
    AND (
         ((type = 'LIMIT'
           OR (type IN ('STOP_LOSS_LIMIT', 'TAKE_PROFIT_LIMIT') AND triggered_at IS NOT NULL))
@@ -134,6 +136,7 @@ WORKING_ORDER_CROSSED = """
 # NULL levels never match.
 PROTECTIVE_LEVEL_CROSSED = """
        status = 'OPEN'
+   AND exchange = 'PAPER'
    AND ((side = 'LONG' AND (stop_loss >= {price} OR take_profit <= {price}))
      OR (side = 'SHORT' AND (stop_loss <= {price} OR take_profit >= {price})))
 """

@@ -8,10 +8,17 @@ from decimal import Decimal
 
 from peewee import fn
 
+from app.db import db
 from app.models import MarketPrice, Position, TradingSession
 from app.trading.portfolio import Book
 from app.trading.rules import money
-from app.vocabulary import PositionSide
+from app.vocabulary import PAPER_EXCHANGE, PositionSide
+
+# LIVE sessions are valued at their own exchange's prices (written by the exchange process).
+EXCHANGE_PRICES_SQL = """
+SELECT symbol, price, price_time FROM exchange_prices
+ WHERE exchange = %s AND symbol = ANY(%s)
+"""
 
 
 def book_of(position: Position | None) -> Book:
@@ -33,17 +40,27 @@ def latest_price(symbol: str) -> MarketPrice | None:
     return MarketPrice.get_or_none(MarketPrice.symbol == symbol)
 
 
-def prices_of(symbols: Iterable[str]) -> dict[str, MarketPrice]:
-    """Latest price rows of ``symbols`` (those that have one), in one query."""
+def prices_of(symbols: Iterable[str], exchange: str = PAPER_EXCHANGE) -> dict[str, MarketPrice]:
+    """Latest price rows of ``symbols`` (those that have one), in one query: the market feed's,
+    or for a LIVE ``exchange`` that exchange's own (as unsaved rows without a volume)."""
     wanted = sorted(set(symbols))
     if not wanted:
         return {}
+    if exchange != PAPER_EXCHANGE:
+        rows = db.execute_sql(EXCHANGE_PRICES_SQL, (exchange, wanted)).fetchall()
+        return {
+            symbol: MarketPrice(symbol=symbol, price=price, price_time=at, source=exchange)
+            for symbol, price, at in rows
+        }
     return {row.symbol: row for row in MarketPrice.select().where(MarketPrice.symbol.in_(wanted))}
 
 
 def marks_for(session: TradingSession) -> dict[str, Decimal]:
-    """Latest price of every symbol the session holds."""
+    """Latest price of every symbol the session holds (a LIVE session: on its exchange)."""
     symbols = Position.open_for(session.id).select(Position.symbol)
+    if session.exchange != PAPER_EXCHANGE:
+        held = [symbol for (symbol,) in symbols.tuples()]
+        return {s: row.price for s, row in prices_of(held, session.exchange).items()}
     return {
         row.symbol: row.price for row in MarketPrice.select().where(MarketPrice.symbol.in_(symbols))
     }
@@ -79,11 +96,14 @@ def open_positions_elsewhere(session_id, symbol: str) -> int:
     return Position.open_for(session_id).where(Position.symbol != symbol).count()
 
 
-def market_time(symbols: Iterable[str]) -> datetime | None:
+def market_time(symbols: Iterable[str], exchange: str = PAPER_EXCHANGE) -> datetime | None:
     """The market's clock for these symbols: the time of the latest tick among them."""
     wanted = sorted(set(symbols))
     if not wanted:
         return None
+    if exchange != PAPER_EXCHANGE:
+        times = [row.price_time for row in prices_of(wanted, exchange).values()]
+        return max(times, default=None)
     return (
         MarketPrice.select(fn.MAX(MarketPrice.price_time))
         .where(MarketPrice.symbol.in_(wanted))
