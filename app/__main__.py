@@ -114,7 +114,7 @@ def cmd_agents(settings: Settings) -> int:
 
 
 def cmd_exchange(settings: Settings) -> int:
-    """The exchange process: market data from a real exchange through ccxt."""
+    """The exchange process: market data from a real exchange, and LIVE orders, through ccxt."""
     from app.exchange.process import ExchangeProcess
 
     return _run_process(settings, ExchangeProcess)
@@ -133,7 +133,7 @@ def cmd_run(settings: Settings) -> int:
     supervisor = Supervisor(settings.database_url, env, PROJECT_ROOT)
     supervisor.add("engine", [sys.executable, "-m", "app", "worker"])
     supervisor.add("agents", [sys.executable, "-m", "app", "agents"])
-    if settings.feed_exchange:
+    if settings.runs_exchange_process:
         supervisor.add("exchange", [sys.executable, "-m", "app", "exchange"])
     supervisor.add("web", _gunicorn_command())
     supervisor.start_all()

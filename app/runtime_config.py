@@ -100,4 +100,9 @@ def update_config(updates: dict[str, object]) -> dict[str, object]:
             update={ConfigOverride.value: EXCLUDED.value, ConfigOverride.updated_at: now},
         ).execute()
         publish_status("config_updated", "Configuration updated", updates=applied)
+        if applied.get("trading_mode") == "paper":
+            # The kill switch, in the same transaction: LIVE orders cancelled, sessions paused.
+            from app.trading.live import kill_switch
+
+            kill_switch("trading_mode set to paper")
     return applied

@@ -133,8 +133,11 @@ class Settings:
     llm_fallback_model: str | None = None
     # Semantic decision search (app/agents/embeddings.py): off unless a model is named.
     llm_embedding_model: str | None = None
+    # LIVE trading (app/exchange/account.py): the ccxt id of the exchange and the account's keys.
+    exchange_id: str | None = None
     exchange_api_key: str | None = field(default=None, repr=False)
     exchange_api_secret: str | None = field(default=None, repr=False)
+    exchange_api_password: str | None = field(default=None, repr=False)  # a passphrase
     # A ccxt feed (MARKET_FEED=ccxt:<exchange>), polled by the exchange process.
     feed_poll_seconds: float = 2.0
     exchange_urls: tuple[tuple[str, str], ...] = ()  # merged into ccxt's urls['api']
@@ -199,8 +202,10 @@ class Settings:
             llm_model=_env("LLM_MODEL"),
             llm_fallback_model=_env("LLM_FALLBACK_MODEL"),
             llm_embedding_model=_env("LLM_EMBEDDING_MODEL"),
+            exchange_id=(_env("EXCHANGE_ID") or "").lower() or None,
             exchange_api_key=_env("EXCHANGE_API_KEY"),
             exchange_api_secret=_env("EXCHANGE_API_SECRET"),
+            exchange_api_password=_env("EXCHANGE_API_PASSWORD"),
             feed_poll_seconds=_number("FEED_POLL_SECONDS", 2.0),
             exchange_urls=_urls(_env("EXCHANGE_URLS")),
             exchange_sandbox=_flag("EXCHANGE_SANDBOX", False),
@@ -262,7 +267,18 @@ class Settings:
 
     @property
     def has_exchange_credentials(self) -> bool:
-        return bool(self.exchange_api_key and self.exchange_api_secret)
+        """LIVE trading is configured: an exchange and the keys of an account on it."""
+        return bool(self.exchange_id and self.exchange_api_key and self.exchange_api_secret)
+
+    @property
+    def live_exchange(self) -> str | None:
+        """The exchange LIVE sessions trade on (EXCHANGE_ID with its keys), else None."""
+        return self.exchange_id if self.has_exchange_credentials else None
+
+    @property
+    def runs_exchange_process(self) -> bool:
+        """Whether there is exchange I/O to do: a ccxt feed or a LIVE account."""
+        return bool(self.feed_exchange or self.live_exchange)
 
 
 def _check_access(settings: Settings) -> None:

@@ -9,7 +9,9 @@ them (:meth:`FakeExchange.fill`, partially or wholly). It can misbehave like a r
 - :meth:`fail_next`: the next n requests to a path answer 5xx or 429 (with Retry-After);
 - ``drop_next_order_response``: the next order is accepted, then the connection is closed
   without an answer (a lost response);
-- ``down``: every request answers 503.
+- ``down``: every request answers 503;
+- ``clock_offset_ms``: its clock runs that far off;
+- a BUY costing more than the quote balance is refused (-2010, insufficient balance).
 
 Signatures are not checked; API keys are recorded, so a test can see which were sent.
 """
@@ -45,6 +47,7 @@ class FakeExchange:
         self.requests: list[tuple[str, str]] = []
         self.api_keys: set[str] = set()
         self.delay = 0.0
+        self.clock_offset_ms = 0  # how far the exchange's clock is from this machine's
         self.down = False
         self.drop_next_order_response = False
         self._failures: dict[str, list[tuple[int, int]]] = {}
@@ -152,7 +155,7 @@ class FakeExchange:
         route = (handler.command, path.removeprefix("/api/v3"))
         answer = {
             ("GET", "/ping"): lambda: {},
-            ("GET", "/time"): lambda: {"serverTime": ms()},
+            ("GET", "/time"): lambda: {"serverTime": ms() + self.clock_offset_ms},
             ("GET", "/exchangeInfo"): self._exchange_info,
             ("GET", "/ticker/24hr"): lambda: self._tickers(params),
             ("GET", "/klines"): lambda: self._klines(params),
@@ -170,6 +173,8 @@ class FakeExchange:
             result = answer()
         except KeyError as exc:
             return self._send(handler, 400, {"code": -1121, "msg": f"Invalid symbol {exc}"})
+        except Refused as exc:
+            return self._send(handler, 400, {"code": -2010, "msg": str(exc)})
         except LookupError as exc:
             return self._send(handler, 400, {"code": -2013, "msg": str(exc)})
         if result is DROPPED:
@@ -255,6 +260,10 @@ class FakeExchange:
             symbol = params["symbol"]
             if symbol not in MARKETS:
                 raise KeyError(symbol)
+            quote = MARKETS[symbol][1]
+            cost = Decimal(params["quantity"]) * Decimal(params.get("price") or self.prices[symbol])
+            if params["side"] == "BUY" and cost > self.balances.get(quote, Decimal(0)):
+                raise Refused("Account has insufficient balance for requested action.")
             client_id = params.get("newClientOrderId") or f"fake-{self._next_id}"
             if self.order_by_client_id(client_id) is not None:
                 raise LookupError("Duplicate order sent.")
@@ -306,3 +315,7 @@ class FakeExchange:
 
 
 DROPPED = object()
+
+
+class Refused(Exception):
+    """The exchange refuses the order (Binance's -2010, NEW_ORDER_REJECTED)."""

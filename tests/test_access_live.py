@@ -19,6 +19,7 @@ PLANTED = {
     "LLM_API_KEY": "sk-planted-llm-secret-0001",
     "EXCHANGE_API_KEY": "planted-exchange-key-0002",
     "EXCHANGE_API_SECRET": "planted-exchange-secret-0003",
+    "EXCHANGE_API_PASSWORD": "planted-exchange-passphrase-0006",
     "JWT_SECRET": "planted-jwt-secret-0004-planted-jwt-secret",
     "CRYPTOFUNK_ADMIN_KEY": "planted-admin-key-0005-planted-admin-key",
 }

@@ -85,7 +85,7 @@ def place_market_orders(session, count: int) -> None:
 
 def test_failover_takes_over_and_no_order_is_filled_twice(app, database_url):
     update_config({"max_position_size": 1})
-    session = start_session("BTC/USDT", Decimal(1_000_000), "PAPER", live_credentials=False)
+    session = start_session("BTC/USDT", Decimal(1_000_000), "PAPER")
     record_tick("BTC/USDT", Decimal(100))
     place_market_orders(session, 300)
     workers = [start_worker(database_url), start_worker(database_url)]

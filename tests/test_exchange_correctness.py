@@ -254,7 +254,7 @@ def test_a_seeded_random_sequence_keeps_every_reference_identity(app):
     rules = replace(RULES, slippage=D("0.0005"), participation=D("0.3"), max_position_size=D(2))
     rng = random.Random(20261125)
     symbols = ["RNDA/USDT", "RNDB/USDT", "RNDC/USDT"]
-    sessions = [start_session(s, D(100_000), "PAPER", live_credentials=False) for s in symbols]
+    sessions = [start_session(s, D(100_000), "PAPER") for s in symbols]
     prices = dict.fromkeys(symbols, D(100))
     for symbol in symbols:
         record_tick(symbol, prices[symbol], volume=D(40))

@@ -71,7 +71,7 @@ def test_random_sequences_keep_every_invariant(app, orders, participation):
     )
     symbol = f"P{uuid.uuid4().hex[:8].upper()}/USDT"
     with db.atomic():
-        session = start_session(symbol, D(100_000), "PAPER", live_credentials=False)
+        session = start_session(symbol, D(100_000), "PAPER")
     last = D(100)
     record_tick(symbol, last, volume=D(50))
     for side, quantity, kind, offset, tif, next_price in orders:
@@ -125,7 +125,7 @@ def _run_book(rules, tag, orders, ticks, *, batched: bool) -> list:
     for symbol in symbols:
         record_tick(symbol, D(100), volume=D(40))
         with db.atomic():
-            sessions[symbol] = start_session(symbol, D(100_000), "PAPER", live_credentials=False)
+            sessions[symbol] = start_session(symbol, D(100_000), "PAPER")
     process_pending(rules)
     placed = []
     for which, side, quantity, kind, level in orders:

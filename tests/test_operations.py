@@ -61,7 +61,7 @@ def test_a_standby_engine_is_reported_as_such(app):
 
 
 def test_the_web_exports_what_the_engine_counts(app, database_url):
-    session = start_session("BTC/USDT", Decimal(10_000), "PAPER", live_credentials=False)
+    session = start_session("BTC/USDT", Decimal(10_000), "PAPER")
     record_tick("BTC/USDT", Decimal(100))
     place_order(OrderRequest(symbol="BTC/USDT", side="BUY", type="MARKET", quantity=Decimal(1)))
     # Too big for the session's cash: rejected by the engine for that reason.
@@ -156,7 +156,7 @@ def test_a_live_server_logs_json_lines(app, database_url):
 
 
 def test_sigterm_lets_an_in_flight_request_finish(app, database_url):
-    session = start_session("BTC/USDT", Decimal(10_000), "PAPER", live_credentials=False)
+    session = start_session("BTC/USDT", Decimal(10_000), "PAPER")
     web = WebServer(database_url, workers=1)
     blocker = psycopg2.connect(database_url)
     try:
@@ -211,7 +211,7 @@ def test_sigterm_hands_the_engine_lock_over_at_once(app, database_url):
 
 
 def test_sigterm_hands_the_agents_claims_back(app, database_url):
-    session = start_session("BTC/USDT", Decimal(10_000), "PAPER", live_credentials=False)
+    session = start_session("BTC/USDT", Decimal(10_000), "PAPER")
     agents = start_worker(database_url, command="agents")
     try:
         wait_until(lambda: db.execute_sql(

@@ -90,7 +90,7 @@ def end_of(index: int) -> datetime:
 @pytest.fixture
 def session(app):
     update_config({"max_position_size": 0.5, "min_confidence": 0.55, "max_drawdown": 0.5})
-    opened = start_session("BTC/USDT", D(100_000), "PAPER", live_credentials=False)
+    opened = start_session("BTC/USDT", D(100_000), "PAPER")
     return opened
 
 
@@ -457,7 +457,7 @@ def test_model_calls_for_different_sessions_run_concurrently(app):
     update_config({"max_position_size": 0.5, "min_confidence": 0.55, "max_drawdown": 0.5})
     symbols = ["BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT"]
     for symbol in symbols:
-        start_session(symbol, D(100_000), "PAPER", live_credentials=False)
+        start_session(symbol, D(100_000), "PAPER")
         write_candles(symbol, uptrend())
     # Each call waits until all four are in flight at once; called one after another, the
     # barrier would break and no call would approve.

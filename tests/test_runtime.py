@@ -89,7 +89,7 @@ def test_a_superseded_engine_cannot_commit(app, database_url):
 
 def test_a_frozen_engine_is_replaced_and_fenced_off(app, database_url):
     update_config({"max_position_size": 1})
-    session = start_session("BTC/USDT", D(1_000_000), "PAPER", live_credentials=False)
+    session = start_session("BTC/USDT", D(1_000_000), "PAPER")
     record_tick("BTC/USDT", D(100))
     first = start_worker(database_url, ENGINE_TAKEOVER_SECONDS=2)
     second = None
@@ -129,7 +129,7 @@ def slow_model():
 def agent_ready_session(symbol: str = "BTC/USDT"):
     """A session whose agents have a rally of history up to now: the next candle trades."""
     update_config({"max_position_size": 0.5, "min_confidence": 0.55, "max_drawdown": 0.5})
-    session = start_session(symbol, D(100_000), "PAPER", live_credentials=False)
+    session = start_session(symbol, D(100_000), "PAPER")
     closes = uptrend()
     write_candles(symbol, closes, start=bucket_start(utcnow(), CANDLE) - timedelta(seconds=800))
     record_tick(symbol, D(repr(round(closes[-1], 2))))
@@ -149,7 +149,7 @@ def start_agents(database_url, model: FakeLLM, **env) -> subprocess.Popen:
 
 def test_fills_and_controls_do_not_wait_for_a_model_call(app, database_url, slow_model):
     agent_ready_session("BTC/USDT")
-    manual = start_session("ETH/USDT", D(100_000), "PAPER", live_credentials=False)
+    manual = start_session("ETH/USDT", D(100_000), "PAPER")
     record_tick("ETH/USDT", D(3000))
     engine = start_worker(database_url)
     agents = start_agents(database_url, slow_model)
@@ -202,7 +202,7 @@ def test_a_killed_agents_process_leaves_its_candle_to_another(app, database_url,
 
 
 def test_an_exhausted_pool_answers_503_quickly_and_health_stays_200(app, database_url):
-    session = start_session("BTC/USDT", D(10_000), "PAPER", live_credentials=False)
+    session = start_session("BTC/USDT", D(10_000), "PAPER")
     server = WebServer(database_url, DB_POOL_SIZE=1, DB_POOL_TIMEOUT=1, DB_LOCK_TIMEOUT=4)
     locker = psycopg2.connect(**connect_kwargs(database_url))
     answers = []

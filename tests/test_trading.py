@@ -70,13 +70,15 @@ def test_live_mode_without_credentials_is_refused_not_downgraded(client):
     assert TradingSession.select().count() == 0
 
 
-def test_live_mode_with_credentials_is_still_refused_without_a_connector(settings, admin_key):
+def test_live_mode_with_keys_but_no_exchange_named_is_refused(settings, admin_key):
     app = create_app(replace(settings, exchange_api_key="k", exchange_api_secret="s"))
     client = with_key(app.test_client(), admin_key)
     client.patch("/api/v1/config", json={"trading_mode": "live"})
     response = start(client, mode="LIVE")
     assert response.status_code == 400
-    assert response.json["error"] == "LIVE trading is not available in this deployment"
+    assert response.json["error"] == "LIVE trading requires exchange credentials"
+    assert "EXCHANGE_ID" in response.json["details"]
+    assert TradingSession.select().count() == 0
 
 
 def test_pause_and_resume_round_trip(client):
@@ -192,7 +194,9 @@ def test_live_is_switched_off_while_trading_mode_is_paper(settings, admin_key):
 
     from app import create_app
 
-    configured = replace(settings, exchange_api_key="k", exchange_api_secret="s")
+    configured = replace(
+        settings, exchange_id="binance", exchange_api_key="k", exchange_api_secret="s"
+    )
     client = with_key(create_app(configured).test_client(), admin_key)
     response = client.post("/api/v1/trade/start", json={"symbol": "BTC/USDT", "mode": "LIVE"})
     assert response.status_code == 400

@@ -15,6 +15,7 @@ from app.models import Position
 from app.trading.market_rules import market_rule
 from app.trading.rules import Rules
 from app.trading.valuation import equity_of, marks_for, open_positions_elsewhere
+from app.vocabulary import PAPER_EXCHANGE
 
 RISK_AGENT = RiskAgent()
 
@@ -72,6 +73,8 @@ def assess_risk(
     """The risk agent's verdict on the consensus side, sized (to the lot size of the market
     on ``market_exchange``, a ccxt feed); the LLM prompt when needed."""
     rules = Rules.from_config(config)
+    if session.exchange != PAPER_EXCHANGE:
+        market_exchange = session.exchange  # a LIVE session: its own exchange's rules
     market = market_rule(market_exchange, session.symbol) if market_exchange else None
     side = proposal.side
     equity, _, _ = equity_of(session, marks_for(session))

@@ -51,9 +51,7 @@ def create_order(args: dict):
     """Create a new order (manual trading) on the given or the symbol's active session."""
     orders.ensure_intake_keeps_up(settings().order_backlog_seconds)
     request = orders.OrderRequest(**args)
-    if settings().feed_exchange:
-        orders.check_market_rules(request, settings().feed_exchange)
-    order = orders.place_order(request)
+    order = orders.place_order(request, settings().feed_exchange)
     return {"order": order, "message": "Order created successfully"}
 
 

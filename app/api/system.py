@@ -16,6 +16,7 @@ from app.realtime.presence import connected_clients
 from app.runtime_status import engine_state, engine_status, supervised_processes
 from app.schemas.system import HealthSchema, InfoSchema, ReadySchema, StatusSchema
 from app.settings import VERSION
+from app.trading.live import account_status
 
 STARTED_AT = time.monotonic()
 
@@ -118,6 +119,8 @@ def status():
         body["websocket"] = {"connected_clients": connected_clients()}
         body["engine"] = engine_status()
         body["processes"] = supervised_processes()
+        live = settings().live_exchange
+        body["live_account"] = account_status(live, settings().exchange_sandbox) if live else None
         database = "healthy"
     except (*CONNECTION_ERRORS, PoolExhausted):
         db.discard_broken()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from app.access.roles import Role
-from app.api.access import requires
+from app.api.access import current_identity, requires
 from app.api.base import ApiBlueprint, settings
+from app.errors import Forbidden
 from app.schemas.common import ErrorSchema
 from app.schemas.sessions import (
     PausedSchema,
@@ -25,14 +26,22 @@ blp = ApiBlueprint("trading", __name__, url_prefix="/api/v1/trade", description=
 @blp.response(201, StartedSchema)
 @blp.alt_response(400, schema=ErrorSchema, description="Invalid body, or LIVE without credentials")
 @blp.alt_response(409, schema=ErrorSchema, description="A session is already active")
-@blp.alt_response(503, schema=ErrorSchema, description="The exchange's markets are not loaded yet")
+@blp.alt_response(
+    503, schema=ErrorSchema, description="The exchange's markets or LIVE account are not readable"
+)
 def start(args: dict):
-    """Start a new trading session for a symbol."""
+    """Start a new trading session for a symbol; a LIVE one needs the admin role."""
+    if args["mode"] == "LIVE" and not current_identity().role.allows(Role.ADMIN):
+        raise Forbidden(
+            "insufficient role",
+            details="only an admin may start a LIVE session; this key is "
+            f"{current_identity().role}",
+        )
     session = sessions.start_session(
         args["symbol"],
         args["initial_capital"],
         args["mode"],
-        live_credentials=settings().has_exchange_credentials,
+        live_exchange=settings().live_exchange,
         market_exchange=settings().feed_exchange,
     )
     return {

@@ -7,6 +7,7 @@ the few endpoints this system uses (markets, tickers, OHLCV) are the spot API's.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from decimal import Decimal
 
@@ -44,6 +45,12 @@ def build_client(exchange_id: str, settings: Settings, *, credentials: bool = Fa
     }
     if credentials:
         config.update(apiKey=settings.exchange_api_key, secret=settings.exchange_api_secret)
+        # At DEBUG, ccxt logs every request's headers (the API key among them) and urllib3 its
+        # signed URLs: LoggedClient logs each call without them instead, whatever LOG_LEVEL is.
+        for name in ("ccxt", "urllib3.connectionpool"):
+            logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger(name).level))
+        if settings.exchange_api_password:
+            config["password"] = settings.exchange_api_password
     client = getattr(ccxt, exchange_id)(config)
     if settings.exchange_sandbox:
         client.set_sandbox_mode(True)
@@ -74,19 +81,33 @@ class LoggedClient:
             try:
                 answer = attribute(*args, **kwargs)
             except Exception as exc:
-                log.warning("%s %s%s failed after %.0f ms: %s: %s", self.id, name, _args(args),
+                log.warning("%s %s%s failed after %.0f ms: %s: %s", self.id, name,
+                            self.redact(_args(args, kwargs)),
                             (time.perf_counter() - started) * 1000, type(exc).__name__,
-                            str(exc)[:300])  # fmt: skip
+                            self.redact(str(exc)[:300]))  # fmt: skip
                 raise
-            log.info("%s %s%s answered in %.0f ms: %s", self.id, name, _args(args),
-                     (time.perf_counter() - started) * 1000, _summary(answer))  # fmt: skip
+            log.info("%s %s%s answered in %.0f ms: %s", self.id, name,
+                     self.redact(_args(args, kwargs)), (time.perf_counter() - started) * 1000,
+                     self.redact(_summary(answer)))  # fmt: skip
             return answer
 
         return logged
 
+    def redact(self, text: str) -> str:
+        """``text`` without the account's credentials or a request's signature."""
+        for secret in (self.client.apiKey, self.client.secret, self.client.password):
+            if secret:
+                text = text.replace(secret, "[redacted]")
+        return SIGNATURE.sub(r"\1=[redacted]", text)
 
-def _args(args: tuple) -> str:
-    return "(" + ", ".join(repr(arg)[:80] for arg in args) + ")"
+
+SIGNATURE = re.compile(r"(signature|sign|apiKey|api_key)=[^&\s'\"]+", re.IGNORECASE)
+
+
+def _args(args: tuple, kwargs: dict | None = None) -> str:
+    shown = [repr(arg)[:80] for arg in args]
+    shown += [f"{name}={value!r}"[:80] for name, value in (kwargs or {}).items()]
+    return "(" + ", ".join(shown) + ")"
 
 
 def _summary(answer) -> str:

@@ -1,11 +1,12 @@
 """The exchange process (``python -m app exchange``): every network call to an exchange.
 
-The engine talks to nothing but PostgreSQL; this process polls the exchange named by
-MARKET_FEED=ccxt:<exchange> and writes what it sees as market ticks (app/exchange/feed.py).
-One process leads per exchange account, like the engine: an advisory lock with a heartbeat and
-a fencing epoch (app/leadership.py), and any number of standbys take over when it stops. With
-no ccxt feed configured it has nothing to do and says so, idling until SIGTERM (a Procfile
-process that exits would only be restarted).
+The engine talks to nothing but PostgreSQL. This process polls the exchange named by
+MARKET_FEED=ccxt:<exchange> and writes what it sees as market ticks (app/exchange/feed.py), and
+with LIVE credentials (EXCHANGE_ID and its keys) it sends LIVE orders and cancels and turns the
+exchange's fills into trades (app/exchange/account.py). One process leads per exchange account,
+like the engine: an advisory lock with a heartbeat and a fencing epoch (app/leadership.py), and
+any number of standbys take over when it stops. With neither configured it has nothing to do
+and says so, idling until SIGTERM (a Procfile process that exits would only be restarted).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import socket
 import time
 
 from app.db import CONNECTION_ERRORS, db, init_database
+from app.exchange.account import LiveAccount
 from app.exchange.connect import build_client
 from app.exchange.feed import CcxtFeed
 from app.leadership import Leadership, Superseded, application_name
@@ -30,6 +32,8 @@ log = logging.getLogger(__name__)
 
 STANDBY_POLL_SECONDS = 1.0
 RETRY_AFTER_FAILURE_SECONDS = 1.0
+# How often a LIVE account looks for new orders and cancels to send (a cheap indexed query).
+ORDER_PASS_SECONDS = 0.2
 
 
 def lock_key(exchange_id: str, account: str | None) -> int:
@@ -40,16 +44,25 @@ def lock_key(exchange_id: str, account: str | None) -> int:
     return 1_000_000 + int.from_bytes(hashlib.sha256(material).digest()[:4]) % 1_000_000_000
 
 
+def account_of(settings: Settings) -> str | None:
+    """A fingerprint of the LIVE account's key (never the key itself), or None."""
+    if not settings.live_exchange:
+        return None
+    return hashlib.sha256(settings.exchange_api_key.encode()).hexdigest()[:16]
+
+
 class ExchangeProcess:
     """Leads one exchange account (or waits as standby) and polls its feed until SIGTERM."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.exchange_id = settings.feed_exchange
+        self.exchange_id = settings.feed_exchange or settings.live_exchange
         self.identity = f"exchange:{socket.gethostname()}:{os.getpid()}"
         self.heartbeat = Heartbeat("exchange", self.identity)
         self.stopping = False
         self.feed: CcxtFeed | None = None
+        self.account: LiveAccount | None = None
+        self.next_feed_at = 0.0
 
     def _stop(self, signum, frame):
         self.stopping = True
@@ -60,12 +73,15 @@ class ExchangeProcess:
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
         try:
-            if self.exchange_id is None:
+            if not self.settings.runs_exchange_process:
                 self._idle()
                 return
-            self.feed = CcxtFeed(
-                build_client(self.exchange_id, self.settings), self.settings.feed_poll_seconds
-            )
+            poll = self.settings.feed_poll_seconds
+            if self.settings.feed_exchange:
+                self.feed = CcxtFeed(build_client(self.settings.feed_exchange, self.settings), poll)
+            if self.settings.live_exchange:
+                client = build_client(self.settings.live_exchange, self.settings, credentials=True)
+                self.account = LiveAccount(client, poll)
             self._lead_or_wait()
         finally:
             db.transaction_guard = None
@@ -74,16 +90,23 @@ class ExchangeProcess:
             log.info("exchange process %s stopped", self.identity)
 
     def _idle(self) -> None:
-        log.info("exchange process %s: no ccxt feed configured (MARKET_FEED=ccxt:<exchange>); "
-                 "idle", self.identity)  # fmt: skip
+        log.info("exchange process %s: no ccxt feed (MARKET_FEED=ccxt:<exchange>) and no LIVE "
+                 "account (EXCHANGE_ID and its keys) configured; idle", self.identity)  # fmt: skip
         while not self.stopping:
             self.heartbeat.beat("idle")
             time.sleep(STANDBY_POLL_SECONDS)
 
+    @property
+    def key(self) -> int:
+        """The lock of what this process does: the feed's exchange and the LIVE account."""
+        exchanges = "+".join(filter(None, (self.settings.feed_exchange,
+                                           self.settings.live_exchange)))  # fmt: skip
+        return lock_key(exchanges, account_of(self.settings))
+
     def _lead_or_wait(self) -> None:
         leadership = Leadership(self.settings.database_url, self.identity,
                                 self.settings.engine_takeover_seconds,
-                                key=lock_key(self.exchange_id, None))  # fmt: skip
+                                key=self.key)  # fmt: skip
         try:
             while leadership.acquire_or_wait(
                 lambda: self.stopping,
@@ -117,14 +140,20 @@ class ExchangeProcess:
             except Exception:
                 log.exception("exchange cycle failed; retrying")
                 time.sleep(RETRY_AFTER_FAILURE_SECONDS)
-            time.sleep(self.feed.interval)
+            time.sleep(ORDER_PASS_SECONDS if self.account else self.feed.interval)
 
     def cycle(self) -> int:
-        """One poll of the feed; how many ticks it wrote."""
-        with db.connection_context():
-            config = trading_rules()
-            symbols = followed_symbols(config["trading"]["symbols"])
-        agents = config["agents"]
-        return self.feed.poll(
-            symbols, int(agents["candle_seconds"]), int(agents["lookback_candles"])
-        )
+        """One pass: the feed's poll when due, the LIVE account's orders; the work done."""
+        done = 0
+        if self.feed is not None and time.monotonic() >= self.next_feed_at:
+            self.next_feed_at = time.monotonic() + self.feed.interval
+            with db.connection_context():
+                config = trading_rules()
+                symbols = followed_symbols(config["trading"]["symbols"])
+            agents = config["agents"]
+            done += self.feed.poll(
+                symbols, int(agents["candle_seconds"]), int(agents["lookback_candles"])
+            )
+        if self.account is not None:
+            done += self.account.cycle()
+        return done

@@ -50,6 +50,16 @@ class ProcessStatusSchema(Schema):
     last_restart_at = Timestamp(allow_none=True)
 
 
+class LiveAccountStatusSchema(Schema):
+    exchange = fields.String(metadata={"description": "EXCHANGE_ID: the exchange LIVE trades on"})
+    sandbox = fields.Boolean(metadata={"description": "EXCHANGE_SANDBOX: the exchange's testnet"})
+    state = fields.String(metadata={"enum": ["ready", "unavailable"]})
+    problem = fields.String(allow_none=True, metadata={"description": "why LIVE is refused now"})
+    checked_at = Timestamp(allow_none=True)
+    clock_offset_ms = fields.Integer(allow_none=True)
+    markets = fields.Integer()
+
+
 class StatusSchema(Schema):
     status = fields.String(metadata={"enum": ["operational", "degraded"]})
     version = fields.String()
@@ -60,6 +70,11 @@ class StatusSchema(Schema):
     processes = fields.List(
         fields.Nested(ProcessStatusSchema),
         metadata={"description": "processes supervised by `python -m app run`, with restarts"},
+    )
+    live_account = fields.Nested(
+        LiveAccountStatusSchema,
+        allow_none=True,
+        metadata={"description": "the LIVE exchange account; null without LIVE credentials"},
     )
 
 

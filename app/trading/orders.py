@@ -9,11 +9,14 @@ from decimal import Decimal
 from app import statements
 from app.db import db
 from app.errors import InvalidInput, InvalidTransition, NotFound, Unavailable
-from app.models import MarketPrice, Order, utcnow
+from app.models import Order, utcnow
 from app.pagination import Listing, Page
 from app.statements import CompiledSelect, text_uuids
+from app.trading.live import check_live_order
 from app.trading.market_rules import check_order, market_rule
 from app.trading.sessions import find_active_session, get_session
+from app.trading.valuation import prices_of
+from app.vocabulary import PAPER_EXCHANGE
 
 
 @dataclass(frozen=True)
@@ -37,10 +40,10 @@ class OrderFilter:
     side: str | None = None
 
 
-# What the API shows of an order: every column but the engine's bookkeeping.
-ORDER_COLUMNS = text_uuids(
-    *(f for f in Order._meta.sorted_fields if f.name not in ("accepted_at", "triggered_at"))
-)
+# What the API shows of an order: every column but the engine's and the exchange process's
+# bookkeeping.
+BOOKKEEPING = ("accepted_at", "triggered_at", "sent_at", "settled_at")
+ORDER_COLUMNS = text_uuids(*(f for f in Order._meta.sorted_fields if f.name not in BOOKKEEPING))
 ORDER_LIST = CompiledSelect(
     lambda: Order.select(*ORDER_COLUMNS).order_by(Order.placed_at.desc(), Order.id),
     {
@@ -79,7 +82,7 @@ def list_orders(filters: OrderFilter, page: Page) -> Listing:
 
 OLDEST_UNPROCESSED_SQL = """
 SELECT EXTRACT(EPOCH FROM now() - placed_at) FROM orders
- WHERE accepted_at IS NULL AND status = 'NEW'
+ WHERE accepted_at IS NULL AND status = 'NEW' AND exchange = 'PAPER'
  ORDER BY placed_at, id
  LIMIT 1
 """
@@ -105,21 +108,23 @@ def ensure_intake_keeps_up(max_backlog_seconds: float) -> None:
         )
 
 
-def check_market_rules(request: OrderRequest, exchange: str) -> None:
-    """On a ccxt feed: 400 naming the rule when the order breaks one of the exchange's market
-    (lot size, quantity bounds, tick size, minimum notional at its price or the latest one)."""
+def check_market_rules(request: OrderRequest, exchange: str, priced_on: str) -> None:
+    """400 naming the rule when the order breaks one of the exchange's market (lot size,
+    quantity bounds, tick size, minimum notional at its price or the latest one on
+    ``priced_on``: the session's exchange, PAPER for the market feed)."""
     rule = market_rule(exchange, request.symbol)
-    latest = MarketPrice.get_or_none(MarketPrice.symbol == request.symbol)
+    latest = prices_of([request.symbol], priced_on).get(request.symbol)
     prices = {"price": request.price, "stop_price": request.stop_price}
     check_order(rule, request.quantity, prices, latest.price if latest else None)
 
 
-def place_order(request: OrderRequest) -> Order:
-    """Record a NEW order for the engine to work.
+def place_order(request: OrderRequest, market_exchange: str | None = None) -> Order:
+    """Record a NEW order for the engine (PAPER) or the exchange process (LIVE) to work.
 
     The session is the one given (it may trade any symbol) or the symbol's active session. A
     PAUSED session takes orders so positions can still be reduced; the engine rejects entries
-    on it. A STOPPED session takes none.
+    on it. A STOPPED session takes none. The order must respect the market's rules of a LIVE
+    session's exchange, or of ``market_exchange`` (a ccxt feed) for a PAPER one.
     """
     with db.atomic():
         if request.session_id is not None:
@@ -140,6 +145,11 @@ def place_order(request: OrderRequest) -> Order:
                 "POST /api/v1/trade/start",
                 session_id=session.id,
             )
+        if session.exchange != PAPER_EXCHANGE:
+            check_live_order(request, session.exchange)
+            market_exchange = session.exchange
+        if market_exchange is not None:
+            check_market_rules(request, market_exchange, session.exchange)
         return statements.create(
             Order,
             session=session.id,

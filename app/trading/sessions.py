@@ -26,13 +26,12 @@ from app.pagination import Listing, Page
 from app.runtime_config import trading_rules
 from app.statements import CompiledSelect
 from app.trading.limits import LOSS_LIMIT_BREACHES
+from app.trading.live import cancel_exposure_adding_orders, check_live_start
 from app.trading.market_rules import market_rule
 from app.trading.marking import close_session_positions, record_equity
 from app.trading.stats import max_drawdown, sharpe_ratio
 from app.trading.valuation import equity_of, marks_for
-from app.vocabulary import OrderStatus, PositionStatus, SessionStatus
-
-PAPER_EXCHANGE = "PAPER"
+from app.vocabulary import PAPER_EXCHANGE, OrderStatus, PositionStatus, SessionStatus
 
 
 @dataclass(frozen=True)
@@ -92,39 +91,40 @@ def start_session(
     initial_capital: Decimal | None,
     mode: str,
     *,
-    live_credentials: bool,
+    live_exchange: str | None = None,
     market_exchange: str | None = None,
 ) -> TradingSession:
     """Open a RUNNING session; 409 if one is already active for the symbol and mode.
 
-    ``initial_capital`` None: the configured ``trading.initial_capital``. LIVE needs the
-    configured ``trading_mode`` to be ``live`` (setting it back to ``paper`` is the kill switch).
-    On a ccxt feed (``market_exchange``) the exchange must list the symbol (400 naming it).
+    ``initial_capital`` None: the configured ``trading.initial_capital``. A PAPER session on a
+    ccxt feed (``market_exchange``) needs the exchange to list the symbol (400 naming it). A
+    LIVE session trades on ``live_exchange`` (EXCHANGE_ID with its keys): it needs the
+    configured ``trading_mode`` to be ``live`` (setting it back to ``paper`` is the kill switch)
+    and the account to be readable (app/trading/live.py).
     """
-    if market_exchange is not None:
-        market_rule(market_exchange, symbol)
     trading = trading_rules()["trading"]
     if initial_capital is None:
         initial_capital = Decimal(str(trading["initial_capital"]))
-    if mode == "LIVE" and not live_credentials:
-        raise InvalidInput(
-            "LIVE trading requires exchange credentials",
-            details="set EXCHANGE_API_KEY and EXCHANGE_API_SECRET, or start a PAPER session",
-            field="mode",
-        )
-    if mode == "LIVE" and trading["mode"] != "live":
-        raise InvalidInput(
-            "LIVE trading is switched off",
-            details="the configured trading_mode is paper; set it to live with "
-            "PATCH /api/v1/config before a LIVE session can start",
-            field="mode",
-        )
+    exchange = PAPER_EXCHANGE
     if mode == "LIVE":
-        raise InvalidInput(
-            "LIVE trading is not available in this deployment",
-            details="only the PAPER exchange is connected; start a PAPER session",
-            field="mode",
-        )
+        if live_exchange is None:
+            raise InvalidInput(
+                "LIVE trading requires exchange credentials",
+                details="set EXCHANGE_ID, EXCHANGE_API_KEY and EXCHANGE_API_SECRET (and "
+                "EXCHANGE_API_PASSWORD where the exchange needs one), or start a PAPER session",
+                field="mode",
+            )
+        if trading["mode"] != "live":
+            raise InvalidInput(
+                "LIVE trading is switched off",
+                details="the configured trading_mode is paper; set it to live with "
+                "PATCH /api/v1/config before a LIVE session can start",
+                field="mode",
+            )
+        check_live_start(live_exchange, symbol, initial_capital)
+        exchange = live_exchange
+    elif market_exchange is not None:
+        market_rule(market_exchange, symbol)
     existing = find_active_session(symbol, mode)
     if existing is not None:
         raise _already_active(existing)
@@ -133,7 +133,7 @@ def start_session(
             return TradingSession.create(
                 mode=mode,
                 symbol=symbol,
-                exchange=PAPER_EXCHANGE,
+                exchange=exchange,
                 initial_capital=initial_capital,
                 status=SessionStatus.RUNNING,
             )
@@ -174,8 +174,27 @@ def _transition(
 
 
 def pause_session(session_id: uuid.UUID, reason: str = "paused by user") -> TradingSession:
-    """RUNNING → PAUSED: no new entries until resumed; orders and positions are kept."""
-    return _transition(session_id, SessionStatus.RUNNING, SessionStatus.PAUSED, "paused", reason)
+    """RUNNING → PAUSED: no new entries until resumed; orders and positions are kept.
+
+    A LIVE session's working orders that would add exposure are cancelled (on the exchange, by
+    the exchange process): an exchange order can fill at any time, and a fill is not undone.
+    """
+    with db.atomic():
+        # The engine's lock order, as in stop_session: working orders first, then the session.
+        list(
+            Order.select(Order.id)
+            .where(Order.session == session_id, Order.status.in_(OPEN_ORDER_STATUSES))
+            .order_by(Order.placed_at, Order.id)
+            .for_update()
+        )
+        return _transition(
+            session_id,
+            SessionStatus.RUNNING,
+            SessionStatus.PAUSED,
+            "paused",
+            reason,
+            on_change=cancel_exposure_adding_orders,
+        )
 
 
 def resume_session(session_id: uuid.UUID) -> TradingSession:
@@ -237,7 +256,8 @@ def equity_curve_points(session_id: uuid.UUID) -> list[tuple]:
 
 def stop_session(session_id: uuid.UUID, final_capital: Decimal | None = None) -> TradingSession:
     """Stop a RUNNING/PAUSED session: cancel its working orders, close its positions at market,
-    and record its figures.
+    and record its figures. A LIVE session's positions are not sold: they stay open, marked at
+    the exchange's price, and ``final_capital`` omitted counts them at that price.
 
     ``final_capital`` omitted → equity after closing (all cash by then). total_pnl = final -
     initial capital; total_trades counts fills; winning/losing trades count closed positions by
@@ -265,7 +285,10 @@ def stop_session(session_id: uuid.UUID, final_capital: Decimal | None = None) ->
             order.status = OrderStatus.CANCELED
             order.canceled_at = now
             order.save()
-        close_session_positions(session)
+        if session.exchange == PAPER_EXCHANGE:
+            close_session_positions(session)
+        # A LIVE session's holdings stay in the exchange account: a kill switch cancels (the
+        # exchange process sends the cancels) and never sells into the market by itself.
         session = get_session(session_id, for_update=True)
         equity = marked_equity(session)
         if final_capital is None:
