@@ -12,16 +12,17 @@ import json
 import logging
 import signal
 from dataclasses import replace
+from datetime import timedelta
 from decimal import Decimal as D
 
 import pytest
 
 from app import create_app
 from app.db import db
-from app.exchange import account as account_module
+from app.exchange import sending
 from app.exchange.account import LiveAccount
 from app.exchange.connect import build_client
-from app.models import Order, Position, SystemEvent, Trade, TradingSession
+from app.models import Order, Position, SystemEvent, Trade, TradingSession, utcnow
 from app.trading.market import record_tick
 from app.trading.marking import mark_to_market
 from app.trading.matching import process_pending
@@ -79,6 +80,16 @@ def start_live(live, account, capital=10_000) -> str:
     assert started.status_code == 201, started.json
     run(account)  # the exchange's price of the session's symbol
     return started.json["session_id"]
+
+
+def start_holding(live, account, fake) -> str:
+    """A LIVE session holding 0.01 BTC, bought with a MARKET order the exchange filled."""
+    session_id = start_live(live, account)
+    held = place(live, type="MARKET", quantity=0.01)
+    run(account)
+    fake.fill(on_exchange(fake, held["id"])["orderId"], "0.01")
+    run(account)
+    return session_id
 
 
 def place(live, **order) -> dict:
@@ -280,11 +291,7 @@ def test_the_kill_switch_cancels_the_open_exchange_orders(live, account, fake, s
 
 
 def test_pausing_cancels_only_the_orders_that_add_exposure(live, account, fake):
-    session_id = start_live(live, account)
-    held = place(live, type="MARKET", quantity=0.01)
-    run(account)
-    fake.fill(on_exchange(fake, held["id"])["orderId"], "0.01")
-    run(account)
+    session_id = start_holding(live, account, fake)
     adding = place(live, type="LIMIT", quantity=0.01, price=60000)
     reducing = place(live, type="LIMIT", quantity=0.005, price=70000, side="SELL")
     run(account)
@@ -318,10 +325,48 @@ def test_an_order_the_exchange_never_took_is_sent_again_once_it_cannot_arrive(
     assert fake.orders == {} and Order.get_by_id(order["id"]).sent_at is not None
     run(account)  # looked up: not there, but the request might still arrive; wait
     assert Order.get_by_id(order["id"]).sent_at is not None and fake.orders == {}
-    monkeypatch.setattr(account_module, "LOST_ANSWER_SECONDS", 0)
+    monkeypatch.setattr(sending, "LOST_ANSWER_SECONDS", 0)
     run(account, passes=2)
     assert len(fake.orders) == 1 and on_exchange(fake, order["id"])
     assert Order.get_by_id(order["id"]).exchange_order_id is not None
+
+
+def test_an_order_waits_while_the_account_cannot_be_read_and_is_never_sent_late(
+    live, account, fake
+):
+    start_live(live, account)
+    fake.fail_next("/account", 500)
+    account.next_check = 0
+    waiting = place(live, type="LIMIT", quantity=0.01, price=64000)
+    run(account, passes=2)  # the balance could not be read: nothing is sent
+    assert Order.get_by_id(waiting["id"]).status == "NEW" and fake.orders == {}
+    account.next_check = 0
+    run(account)  # readable again: it goes
+    assert on_exchange(fake, waiting["id"])
+
+    fake.down = True
+    account.next_check = 0
+    run(account)
+    late = place(live, type="LIMIT", quantity=0.01, price=64000)
+    fake.down = False
+    Order.update(placed_at=utcnow() - timedelta(seconds=61)).where(Order.id == late["id"]).execute()
+    account.backoff.not_before = 0
+    account.next_check = 1e12  # the account reading stays the failed one
+    run(account)
+    rejected = Order.get_by_id(late["id"])
+    assert rejected.status == "REJECTED" and "max_price_age_seconds" in rejected.error_message
+    assert fake.order_by_client_id(late["id"]) is None
+
+
+def test_one_lock_per_exchange_account(settings, fake):
+    from app.exchange.process import ExchangeProcess
+
+    first = ExchangeProcess(live_settings(settings, fake))
+    same = ExchangeProcess(live_settings(settings, fake))
+    other = ExchangeProcess(replace(live_settings(settings, fake), exchange_api_key="another"))
+    feed_only = ExchangeProcess(replace(settings, market_feed="ccxt:binance"))
+    assert first.key == same.key
+    assert len({first.key, other.key, feed_only.key}) == 3
 
 
 def test_rate_limits_back_off_and_are_reported_once(live, account, fake):
@@ -339,13 +384,14 @@ def test_rate_limits_back_off_and_are_reported_once(live, account, fake):
 
 
 def test_a_crossed_stop_loss_closes_a_live_position_on_the_exchange(live, account, fake):
-    session_id = start_live(live, account)
-    held = place(live, type="MARKET", quantity=0.01)
-    run(account)
-    fake.fill(on_exchange(fake, held["id"])["orderId"], "0.01")
-    run(account)
+    session_id = start_holding(live, account, fake)
     position = Position.get(Position.session == session_id)
     assert position.stop_loss is not None
+    # The engine leaves a LIVE position alone, even on a paper tick through its stop-loss.
+    record_tick("BTC/USDT", position.stop_loss - 500)
+    process_pending(Rules.current())
+    assert Position.get_by_id(position.id).status == "OPEN"
+    assert Order.select().where(Order.source == "stop_loss").count() == 0
     fake.prices["BTCUSDT"] = position.stop_loss - 100
     run(account, passes=2)
     exits = list(Order.select().where(Order.source == "stop_loss"))

@@ -140,6 +140,16 @@ def market_rules(exchange_id: str, markets: dict, precision_mode: int) -> list[M
     return rules
 
 
+def decimal(value) -> Decimal:
+    """A ccxt number (a float, a string or None) as the exact Decimal it prints as."""
+    return Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value or 0))
+
+
+def plain(value) -> str:
+    """A ccxt number as plain digits: 100000.0 → "100000"."""
+    return format(decimal(value).normalize(), "f")
+
+
 def _decimal(value) -> Decimal | None:
     # repr of a float is its shortest exact decimal: 1e-05 → Decimal("0.00001").
     return None if value is None else Decimal(repr(value) if isinstance(value, float) else value)

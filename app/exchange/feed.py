@@ -72,6 +72,24 @@ class Backoff:
         self.not_before = 0.0
         return ended
 
+    def report_failure(self, now: float, error: str, detail: str, *, severity: str,
+                       **metadata) -> None:  # fmt: skip
+        """Record a failure: logged each time, an ``error`` event for the first of an outage."""
+        first = self.failed(now)
+        log.warning("%s (%s), next try in %.0f s", error, detail, self.wait)
+        if first:
+            with db.connection_context():
+                publish_error(error, f"{detail}; retrying with back-off", severity=severity,
+                              **metadata)  # fmt: skip
+
+    def report_success(self, status: str, exchange: str) -> None:
+        """Record a success: a ``system_status`` ``status`` when an outage just ended."""
+        ended = self.succeeded()
+        if ended is not None:
+            with db.connection_context():
+                publish_status(status, f"{exchange} answers again", exchange=exchange,
+                               outage_seconds=round(ended, 1))  # fmt: skip
+
 
 class CcxtFeed:
     """Polls one exchange's tickers into market ticks (run by the exchange process)."""
@@ -125,27 +143,14 @@ class CcxtFeed:
             self.markets_loaded_at = None
             self._outage(now, exc)
             return 0
-        ended = self.backoff.succeeded()
-        if ended is not None:
-            with db.connection_context():
-                publish_status("feed_recovered", f"{self.exchange} answers again",
-                               exchange=self.exchange, outage_seconds=round(ended, 1))  # fmt: skip
+        self.backoff.report_success("feed_recovered", self.exchange)
         return written
 
     def _outage(self, now: float, exc: Exception) -> None:
         FEED_FAILURES.labels(self.exchange, type(exc).__name__).inc()
-        first = self.backoff.failed(now)
-        log.warning(
-            "%s feed failed (%s), next try in %.0f s", self.exchange, exc, self.backoff.wait
-        )
-        if first:
-            with db.connection_context():
-                publish_error(
-                    f"Market feed {self.exchange} is failing",
-                    f"{type(exc).__name__}: {str(exc)[:300]}; retrying with back-off",
-                    severity="medium",
-                    exchange=self.exchange,
-                )
+        self.backoff.report_failure(now, f"Market feed {self.exchange} is failing",
+                                    f"{type(exc).__name__}: {str(exc)[:300]}",
+                                    severity="medium", exchange=self.exchange)  # fmt: skip
 
     def _listed_or_announce(self, symbol: str) -> bool:
         if self.listed(symbol):
