@@ -233,12 +233,14 @@ def status():
         "uptime": uptime(),
         "components": {"database": "healthy", "api": "healthy", "websocket": "healthy"},
         "websocket": {"connected_clients": clients}, "engine": engine, "processes": processes,
+        "live_account": None,
     })  # fmt: skip
 
 
 BACKLOG_SQL = (
     "SELECT EXTRACT(EPOCH FROM now() - placed_at) FROM orders "
-    "WHERE accepted_at IS NULL AND status = 'NEW' ORDER BY placed_at, id LIMIT 1"
+    "WHERE accepted_at IS NULL AND status = 'NEW' AND exchange = 'PAPER' "
+    "ORDER BY placed_at, id LIMIT 1"
 )
 
 

@@ -7,6 +7,10 @@ ALTER TABLE orders ADD COLUMN sent_at timestamptz;
 ALTER TABLE orders ADD COLUMN settled_at timestamptz;
 CREATE INDEX orders_exchange_work ON orders (placed_at, id)
     WHERE exchange <> 'PAPER' AND settled_at IS NULL;
+-- The engine's arrivals (and the API's back-pressure check) are PAPER orders only.
+DROP INDEX orders_arrivals;
+CREATE INDEX orders_arrivals ON orders (placed_at, id)
+    WHERE accepted_at IS NULL AND status = 'NEW' AND exchange = 'PAPER';
 
 -- Each exchange trade applied once: its id on the exchange is the key.
 CREATE TABLE exchange_fills (
