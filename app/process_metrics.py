@@ -49,6 +49,10 @@ FEED_TICKS = Counter("cryptofunk_feed_ticks", "Ticks an exchange feed wrote, by 
 FEED_FAILURES = Counter("cryptofunk_feed_failures",
                         "Polls of an exchange feed that failed, by exchange and error",
                         ["exchange", "error"], registry=REGISTRY)  # fmt: skip
+LIVE_ORDERS = Counter("cryptofunk_live_orders",
+                      "LIVE orders by what became of them on the way to the exchange: sent, "
+                      "refused (by the exchange), rejected (before sending), unanswered, "
+                      "cancelled", ["exchange", "outcome"], registry=REGISTRY)  # fmt: skip
 
 HEARTBEAT_SECONDS = 5.0
 # A row not refreshed for this long belongs to a process that is gone (killed, or its host).

@@ -23,6 +23,7 @@ from app.exchange import sending
 from app.exchange.account import LiveAccount
 from app.exchange.connect import build_client
 from app.models import Order, Position, SystemEvent, Trade, TradingSession, utcnow
+from app.process_metrics import LIVE_ORDERS
 from app.trading.market import record_tick
 from app.trading.marking import mark_to_market
 from app.trading.matching import process_pending
@@ -31,6 +32,7 @@ from tests.conftest import with_key
 from tests.factories import make_key
 from tests.fake_exchange import FakeExchange
 from tests.live import start_worker, wait_until
+from tests.test_ccxt_feed import counted
 
 API_KEY = "live-api-key-planted-0001"
 API_SECRET = "live-api-secret-planted-0002"
@@ -236,6 +238,8 @@ def test_a_cancel_goes_to_the_exchange_and_a_fill_before_it_still_counts(live, a
     calls = fake.calls("DELETE", "/order")
     run(account, passes=2)
     assert fake.calls("DELETE", "/order") == calls  # settled: never cancelled twice
+    assert counted(LIVE_ORDERS, exchange="binance", outcome="sent") >= 1
+    assert counted(LIVE_ORDERS, exchange="binance", outcome="cancelled") >= 1
 
 
 def test_an_exchange_refusal_rejects_the_order_with_its_reason(live, account, fake):

@@ -19,7 +19,7 @@ import ccxt
 from app.db import db
 from app.exchange.fills import FillReconciler
 from app.models import Order, utcnow
-from app.process_metrics import count_rejections
+from app.process_metrics import LIVE_ORDERS, count_rejections
 from app.runtime_config import trading_rules
 from app.trading.entry_limits import check_entry
 from app.trading.ledger import Ledger
@@ -104,6 +104,7 @@ class OrderSender:
                 return None
             except Rejected as refusal:
                 self._reject(order, str(refusal), refusal.reason)
+                LIVE_ORDERS.labels(self.exchange, "rejected").inc()
                 return None
             order.sent_at = order.accepted_at = utcnow()
             order.save()
@@ -169,13 +170,16 @@ class OrderSender:
                 fresh = Order.select().where(Order.id == order.id).for_update().first()
                 reason = f"refused by {self.exchange}: {self.client.redact(str(exc)[:300])}"
                 self._reject(fresh, reason, "exchange_refused")
+            LIVE_ORDERS.labels(self.exchange, "refused").inc()
             return
         except Exception:
             # The answer is lost or unclear: the order may be on the exchange. It stays sent
             # without an exchange id, and confirm_unanswered looks it up by client order id.
             log.warning("LIVE order %s: no clear answer from %s; looking it up before any "
                         "resend", order.id, self.exchange)  # fmt: skip
+            LIVE_ORDERS.labels(self.exchange, "unanswered").inc()
             raise
+        LIVE_ORDERS.labels(self.exchange, "sent").inc()
         self._record_exchange_id(order.id, placed["id"])
 
     def _record_exchange_id(self, order_id, exchange_order_id: str) -> None:
@@ -220,5 +224,6 @@ class OrderSender:
             # Not found: already filled, cancelled or expired there; reconciling tells which.
             with contextlib.suppress(ccxt.OrderNotFound):
                 self.client.cancel_order(order.exchange_order_id, order.symbol)
+                LIVE_ORDERS.labels(self.exchange, "cancelled").inc()
             self.fills.reconcile_order(order)
         return len(orders)
