@@ -17,15 +17,15 @@ import logging
 import ccxt
 
 from app.db import db
+from app.errors import InvalidInput, Unavailable
 from app.exchange.fills import FillReconciler
 from app.models import Order, utcnow
 from app.process_metrics import LIVE_ORDERS, count_rejections
 from app.runtime_config import trading_rules
-from app.trading.entry_limits import check_entry
 from app.trading.ledger import Ledger
 from app.trading.live import account_health
 from app.trading.market_rules import check_order, market_rule
-from app.trading.portfolio import apply_fill, exposure_increase
+from app.trading.portfolio import apply_fill
 from app.trading.rules import Rejected, Rules, money
 from app.trading.valuation import book_of
 from app.vocabulary import OrderStatus, OrderType
@@ -129,23 +129,19 @@ class OrderSender:
         if price is None:
             raise Rejected(f"not sent: no {self.exchange} price of {order.symbol} yet",
                            reason="no_price")  # fmt: skip
-        try:
+        try:  # the API checked them; the exchange's markets may have changed since
             check_order(market_rule(self.exchange, order.symbol), order.quantity,
                         {"price": order.price}, latest and latest.price)  # fmt: skip
-        except Exception as broken:  # the API checked it; the markets may have changed since
-            raise Rejected(f"not sent: {getattr(broken, 'details', broken)}",
-                           reason="market_rule") from None  # fmt: skip
+        except InvalidInput as broken:
+            raise Rejected(f"not sent: {broken.details}", reason="market_rule") from None
+        except Unavailable as unloaded:
+            raise Waiting(unloaded.message) from None
         book = ledger.session(order.session_id)
-        position = book.positions.get(order.symbol)
-        before = book_of(position)
-        if exposure_increase(before, order.side, order.quantity) <= 0:
-            return  # reducing is always allowed
+        before = book_of(book.positions.get(order.symbol))
         fee = money(price * order.quantity * ledger.rules.commission_rate)
         effect = apply_fill(before, order.side, order.quantity, price, fee)
         marks = {**ledger.marks(book), order.symbol: latest.price if latest else price}
-        equity, _, _ = ledger.equity(book, marks)
-        others = sum(1 for symbol in book.positions if symbol != order.symbol)
-        check_entry(book.row, order.side, effect, price, equity, others, ledger.rules)
+        ledger.check_entry_limits(book, order, before, effect, order.quantity, price, marks)
 
     def _reject(self, order: Order, reason: str, code: str) -> None:
         now = utcnow()

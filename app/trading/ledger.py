@@ -187,6 +187,25 @@ class Ledger:
         value, unrealized = value_positions(book.positions.values(), marks)
         return money(book.row.cash + value), money(value), money(unrealized)
 
+    def check_entry_limits(
+        self,
+        book: SessionBook,
+        order: Order,
+        before: Book,
+        effect,
+        quantity: Decimal,
+        price: Decimal,
+        marks: dict[str, Decimal],
+    ) -> None:
+        """Raise :class:`Rejected`, naming the limit, when filling ``quantity`` of ``order`` at
+        ``price`` (``effect`` on the position ``before``) adds exposure beyond one. Reducing is
+        always allowed."""
+        if exposure_increase(before, order.side, quantity) <= 0:
+            return
+        equity, _, _ = self.equity(book, marks)
+        others = sum(1 for symbol in book.positions if symbol != order.symbol)
+        check_entry(book.row, order.side, effect, price, equity, others, self.rules)
+
     # -- fills -----------------------------------------------------------------------------
     def fill(
         self,
@@ -221,11 +240,8 @@ class Ledger:
         fee = money(price * quantity * self.rules.commission_rate if fee is None else fee)
         effect = apply_fill(before, order.side, quantity, price, fee)
         marks = {**self.marks(book), order.symbol: market if market is not None else price}
-        # Reducing is always allowed, and so is what an exchange has already done.
-        if exposure_increase(before, order.side, quantity) > 0 and not exchange_fill:
-            equity, _, _ = self.equity(book, marks)
-            others = sum(1 for symbol in book.positions if symbol != order.symbol)
-            check_entry(book.row, order.side, effect, price, equity, others, self.rules)
+        if not exchange_fill:  # what an exchange has already done cannot be refused
+            self.check_entry_limits(book, order, before, effect, quantity, price, marks)
 
         exit_reason = reason or ("closed by order" if order.source == "manual" else order.source)
         # A flip is two trades: the part that closes the old position and the part that opens
