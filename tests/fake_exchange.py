@@ -11,7 +11,9 @@ them (:meth:`FakeExchange.fill`, partially or wholly). It can misbehave like a r
   without an answer (a lost response);
 - ``down``: every request answers 503;
 - ``clock_offset_ms``: its clock runs that far off;
-- a BUY costing more than the quote balance is refused (-2010, insufficient balance).
+- ``refuse_orders``: every new order is refused with that message (-2010);
+- a BUY costing more than the quote balance, or a SELL of more than the base balance, is
+  refused (-2010, insufficient balance); fills move the balances.
 
 Signatures are not checked; API keys are recorded, so a test can see which were sent.
 """
@@ -50,6 +52,7 @@ class FakeExchange:
         self.clock_offset_ms = 0  # how far the exchange's clock is from this machine's
         self.down = False
         self.drop_next_order_response = False
+        self.refuse_orders: str | None = None  # a message: every new order is refused with it
         self._failures: dict[str, list[tuple[int, int]]] = {}
         self._next_id = 1000
         self.lock = threading.Lock()
@@ -112,6 +115,10 @@ class FakeExchange:
                 "isBuyer": order["side"] == "BUY", "isMaker": False, "isBestMatch": True,
             }  # fmt: skip
             self.trades.append(trade)
+            base, quote = MARKETS[order["symbol"]][:2]
+            sign = 1 if order["side"] == "BUY" else -1
+            self.balances[base] = self.balances.get(base, Decimal(0)) + sign * qty
+            self.balances[quote] -= sign * qty * fill_price + Decimal(commission)
             return trade
 
     def order_by_client_id(self, client_id: str) -> dict | None:
@@ -260,9 +267,14 @@ class FakeExchange:
             symbol = params["symbol"]
             if symbol not in MARKETS:
                 raise KeyError(symbol)
-            quote = MARKETS[symbol][1]
-            cost = Decimal(params["quantity"]) * Decimal(params.get("price") or self.prices[symbol])
+            if self.refuse_orders:
+                raise Refused(self.refuse_orders)
+            base, quote = MARKETS[symbol][:2]
+            quantity = Decimal(params["quantity"])
+            cost = quantity * Decimal(params.get("price") or self.prices[symbol])
             if params["side"] == "BUY" and cost > self.balances.get(quote, Decimal(0)):
+                raise Refused("Account has insufficient balance for requested action.")
+            if params["side"] == "SELL" and quantity > self.balances.get(base, Decimal(0)):
                 raise Refused("Account has insufficient balance for requested action.")
             client_id = params.get("newClientOrderId") or f"fake-{self._next_id}"
             if self.order_by_client_id(client_id) is not None:

@@ -407,6 +407,26 @@ def test_a_crossed_stop_loss_closes_a_live_position_on_the_exchange(live, accoun
     assert Order.select().where(Order.source == "stop_loss").count() == 1
 
 
+def test_a_protective_exit_sells_what_the_account_holds_and_a_refused_one_waits_a_minute(
+    live, account, fake
+):
+    session_id = start_holding(live, account, fake)
+    position = Position.get(Position.session == session_id)
+    fake.balances["BTC"] = D("0.00999")  # the exchange took its buyer's fee in BTC
+    fake.refuse_orders = "Account has insufficient balance for requested action."
+    fake.prices["BTCUSDT"] = position.take_profit + 100
+    run(account, passes=3)
+    (refused,) = Order.select().where(Order.source == "take_profit")  # one, not one a poll
+    assert refused.status == "REJECTED" and "insufficient balance" in refused.error_message
+    assert refused.quantity == D("0.00999")  # what the account holds, not the 0.01 bought
+    fake.refuse_orders = None
+    Order.update(placed_at=utcnow() - timedelta(seconds=61)).where(
+        Order.id == refused.id).execute()  # fmt: skip
+    run(account, passes=2)
+    (retried,) = Order.select().where(Order.source == "take_profit", Order.id != refused.id)
+    assert on_exchange(fake, str(retried.id))["origQty"] == "0.00999"
+
+
 def test_credentials_are_never_logged_returned_or_published(live, account, fake, caplog):
     caplog.set_level(logging.DEBUG)
     start_live(live, account)

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import ccxt
 import orjson
@@ -30,15 +31,18 @@ from app.exchange.feed import MARKETS_RELOAD_SECONDS, Backoff
 from app.exchange.fills import FillReconciler
 from app.exchange.sending import OrderSender
 from app.models import Order, Position, TradingSession, utcnow
-from app.trading.ledger import Ledger
 from app.trading.live import cancel_exposure_adding_orders, live_sessions_symbols
-from app.trading.market_rules import store_markets
-from app.trading.rules import Rules, protective_exit
+from app.trading.market_rules import market_rule, round_down_to_lot, store_markets
+from app.trading.rules import protective_exit
+from app.trading.valuation import prices_of
 from app.vocabulary import OrderStatus, OrderType, PositionSide, SessionStatus, Side
 
 log = logging.getLogger(__name__)
 
 ACCOUNT_CHECK_SECONDS = 10.0
+# A protective exit the exchange refused is placed again after this long, not every poll.
+EXIT_RETRY_SECONDS = 60.0
+EXIT_SOURCES = ("stop_loss", "take_profit")
 UPSERT_ACCOUNT_SQL = """
 INSERT INTO exchange_accounts (exchange, checked_at, clock_offset_ms, balances, markets, problem)
 VALUES (%s, now(), %s, %s, %s, %s)
@@ -157,42 +161,69 @@ class LiveAccount:
 
     def protect_positions(self) -> int:
         """A LIVE position whose stop-loss or take-profit the exchange's price crossed gets a
-        MARKET order closing it (unless one is already working); how many were placed."""
+        MARKET order closing it; how many were placed.
+
+        Not while one is working, and at most one a minute per position, so an exit the
+        exchange refuses is not re-sent every poll. A long position sells at most what the
+        account holds free right now (an exchange may take a buyer's fee in the base asset),
+        rounded down to the lot.
+        """
+        with db.connection_context():
+            hits = self._crossed_positions()
+        if not hits:
+            return 0
+        free = (self.client.fetch_balance().get("free") or {}) if any(
+            position.side == PositionSide.LONG for position, _, _ in hits) else {}  # fmt: skip
         placed = 0
         with db.connection_context(), db.atomic():
-            positions = list(Position.select().where(Position.exchange == self.exchange,
-                                                     Position.status == "OPEN"))  # fmt: skip
-            ledger = Ledger(Rules.current(), exchange=self.exchange)
-            ledger.load_prices({p.symbol for p in positions})
-            for position in positions:
-                latest = ledger.price(position.symbol)
-                if latest is None:
-                    continue
-                hit = protective_exit(position.side, position.stop_loss, position.take_profit,
-                                      latest.price)  # fmt: skip
-                if hit is None or self._exit_working(position):
+            for position, hit, price in hits:
+                if self._exit_pending(position):
                     continue
                 side = Side.SELL if position.side == PositionSide.LONG else Side.BUY
+                quantity = position.quantity
+                if side == Side.SELL:
+                    held = decimal(free.get(position.symbol.split("/")[0]))
+                    rule = market_rule(self.exchange, position.symbol)
+                    quantity = round_down_to_lot(rule, min(quantity, held))
+                if quantity <= 0:
+                    continue
                 Order.create(session=position.session_id, position=position.id,
                              symbol=position.symbol, exchange=self.exchange, side=side,
-                             type=OrderType.MARKET, quantity=position.quantity,
-                             source=hit)  # fmt: skip
+                             type=OrderType.MARKET, quantity=quantity, source=hit)  # fmt: skip
                 level = position.stop_loss if hit == "stop_loss" else position.take_profit
                 publish_status("protective_exit", f"{hit} of a LIVE {position.symbol} position: "
-                               f"{self.exchange} price {latest.price} crossed {level}",
+                               f"{self.exchange} price {price} crossed {level}",
                                position_id=str(position.id), exchange=self.exchange)  # fmt: skip
                 placed += 1
         return placed
 
-    def _exit_working(self, position: Position) -> bool:
+    def _crossed_positions(self) -> list[tuple[Position, str, Decimal]]:
+        """Open LIVE positions whose protective level the exchange's price crossed, with no
+        exit pending: (position, which level, the price)."""
+        positions = list(Position.select().where(Position.exchange == self.exchange,
+                                                 Position.status == "OPEN"))  # fmt: skip
+        prices = prices_of({p.symbol for p in positions}, self.exchange)
+        hits = []
+        for position in positions:
+            latest = prices.get(position.symbol)
+            if latest is None:
+                continue
+            hit = protective_exit(position.side, position.stop_loss, position.take_profit,
+                                  latest.price)  # fmt: skip
+            if hit is not None and not self._exit_pending(position):
+                hits.append((position, hit, latest.price))
+        return hits
+
+    def _exit_pending(self, position: Position) -> bool:
+        """A reducing order of the position's session is working, or an exit for it was placed
+        within the last minute."""
         reducing = Side.SELL if position.side == PositionSide.LONG else Side.BUY
-        return (
-            Order.select()
-            .where(Order.session == position.session_id, Order.symbol == position.symbol,
-                   Order.side == reducing, Order.settled_at.is_null(),
-                   Order.status.in_((OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)))
-            .exists()
-        )  # fmt: skip
+        working = (Order.session == position.session_id) & (Order.symbol == position.symbol) & (
+            Order.side == reducing) & Order.settled_at.is_null() & Order.status.in_(
+            (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED))  # fmt: skip
+        recent = (Order.position == position.id) & Order.source.in_(EXIT_SOURCES) & (
+            Order.placed_at > utcnow() - timedelta(seconds=EXIT_RETRY_SECONDS))  # fmt: skip
+        return Order.select().where(working | recent).exists()
 
     def enforce_pauses(self) -> int:
         """A LIVE session paused by a loss limit (in a fill or a mark) gets the same cancels as a
