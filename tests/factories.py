@@ -120,3 +120,13 @@ def make_key(role: str = "viewer", name: str | None = None, **limits) -> str:
     limits.setdefault("write_limit", "1000000/minute")
     request = keys.KeyRequest(name=name or f"{role}-{next(_counter)}", role=role, **limits)
     return keys.create_key(request)[1]
+
+
+def counted(counter, **labels) -> float:
+    """The counter's total over the samples carrying ``labels``."""
+    return sum(
+        sample.value
+        for metric in counter.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total") and labels.items() <= sample.labels.items()
+    )

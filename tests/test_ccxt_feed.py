@@ -21,6 +21,7 @@ from app.settings import load_defaults
 from app.trading.market_rules import MarketRule, round_down_to_lot, store_markets
 from app.trading.rules import Rules
 from tests.conftest import with_key
+from tests.factories import counted
 from tests.fake_exchange import FakeExchange
 from tests.live import start_worker, wait_until
 
@@ -48,16 +49,6 @@ def feed(settings, fake, app):
 def ccxt_client(settings, fake, admin_key):
     """An app on the ccxt feed (its markets loaded, as the exchange process does)."""
     return with_key(create_app(feed_settings(settings, fake)).test_client(), admin_key)
-
-
-def counted(counter, **labels) -> float:
-    """The counter's total over the samples carrying ``labels``."""
-    return sum(
-        sample.value
-        for metric in counter.collect()
-        for sample in metric.samples
-        if sample.name.endswith("_total") and labels.items() <= sample.labels.items()
-    )
 
 
 def events(kind: str) -> list[dict]:

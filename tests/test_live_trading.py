@@ -29,10 +29,9 @@ from app.trading.marking import mark_to_market
 from app.trading.matching import process_pending
 from app.trading.rules import Rules
 from tests.conftest import with_key
-from tests.factories import make_key
+from tests.factories import counted, make_key
 from tests.fake_exchange import FakeExchange
 from tests.live import start_worker, wait_until
-from tests.test_ccxt_feed import counted
 
 API_KEY = "live-api-key-planted-0001"
 API_SECRET = "live-api-secret-planted-0002"
