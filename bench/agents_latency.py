@@ -56,10 +56,10 @@ def run(database_url: str, sessions: int, model_seconds: float, seconds: float) 
     next_candle = bucket_start(utcnow(), CANDLE) + timedelta(seconds=CANDLE)
     for index in range(sessions):
         symbol = f"AGT{index}/USDT"
-        start_session(symbol, Decimal(100_000), "PAPER", live_credentials=False)
+        start_session(symbol, Decimal(100_000), "PAPER")
         write_candles(symbol, closes, start=next_candle - timedelta(seconds=80 * CANDLE))
         record_tick(symbol, Decimal(repr(round(closes[-1], 2))))
-    manual = start_session("BTC/USDT", Decimal(10**8), "PAPER", live_credentials=False)
+    manual = start_session("BTC/USDT", Decimal(10**8), "PAPER")
     record_tick("BTC/USDT", Decimal(65000))
     model = FakeLLM(delay=model_seconds)
     web = WebServer(database_url, workers=1, LOG_LEVEL="warning", **OPEN_ACCESS)

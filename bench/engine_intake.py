@@ -62,9 +62,7 @@ def intake(orders: int, sessions: int) -> dict:
     session_ids = []
     for symbol in symbols:
         record_tick(symbol, Decimal(100))
-        session_ids.append(
-            start_session(symbol, Decimal(10**8), "PAPER", live_credentials=False).id
-        )
+        session_ids.append(start_session(symbol, Decimal(10**8), "PAPER").id)
     matching.process_pending(rules)
     now = utcnow()
     rows = []

@@ -48,10 +48,7 @@ def tick_throughput(ticks: int, orders: int, sessions: int) -> dict:
     for symbol in symbols:
         record_tick(symbol, Decimal(100))
     process_pending(rules)
-    by_symbol = {
-        symbol: start_session(symbol, Decimal(10**9), "PAPER", live_credentials=False).id
-        for symbol in symbols
-    }
+    by_symbol = {symbol: start_session(symbol, Decimal(10**9), "PAPER").id for symbol in symbols}
     created = 0
     while created < orders:
         symbol = symbols[created % sessions]
