@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from app.db import CONNECTION_ERRORS, db, init_database
 from app.events import publish_error, publish_status
-from app.leadership import Leadership, Superseded, application_name
+from app.leadership import Leadership, Superseded, application_name, run_guarded
 from app.models import MarketTick, utcnow
 from app.process_metrics import Heartbeat
 from app.runtime_config import trading_rules
@@ -97,26 +97,19 @@ class Engine:
             if not leadership.heartbeat():
                 log.warning("engine lost its leadership (epoch %s)", leadership.epoch)
                 return
-            try:
-                with db.connection_context():
-                    busy = self.cycle()
-            except Superseded as exc:
-                log.warning("engine was superseded: %s", exc)
+            leading, busy = run_guarded(
+                self._connected_cycle, "engine", RETRY_AFTER_FAILURE_SECONDS, self._report_failure
+            )
+            if not leading:
                 return
-            except CONNECTION_ERRORS as exc:
-                log.warning("engine cycle lost the database: %s", exc)
-                db.discard_broken()
-                busy = False
-            except Exception as exc:
-                # A failing cycle must not kill the engine; it is reported and retried.
-                log.exception("engine cycle failed")
-                self._report_failure(exc)
-                time.sleep(RETRY_AFTER_FAILURE_SECONDS)
-                busy = False
             if busy:
                 continue  # more ticks or orders may be waiting: go again at once
             if not leadership.wait(self._seconds_until_due()):
                 return  # the lock connection is gone, and the lock with it
+
+    def _connected_cycle(self) -> bool:
+        with db.connection_context():
+            return self.cycle()
 
     def _seconds_until_due(self) -> float:
         now = time.monotonic()

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import psycopg2
 
-from app.db import connect_kwargs
+from app.db import CONNECTION_ERRORS, connect_kwargs, db
 
 log = logging.getLogger(__name__)
 
@@ -159,3 +159,33 @@ class Leadership:
             self.conn.close()
         self.conn = None
         self.epoch = None
+
+
+def run_guarded(
+    cycle: Callable[[], object],
+    name: str,
+    retry_after: float,
+    on_failure: Callable[[Exception], None] | None = None,
+) -> tuple[bool, object]:
+    """One cycle of a leading process: ``(still_leading, what cycle returned)``.
+
+    Superseded (another process holds a newer epoch): no longer leading. A lost database: the
+    broken connections are dropped and the next cycle reconnects. Any other failure must not
+    kill the process: it is logged (and handed to ``on_failure``), then retried after
+    ``retry_after`` seconds. The result is None whenever the cycle did not finish.
+    """  # fmt: skip
+    try:
+        return True, cycle()
+    except Superseded as exc:
+        log.warning("%s was superseded: %s", name, exc)
+        return False, None
+    except CONNECTION_ERRORS as exc:
+        log.warning("%s cycle lost the database: %s", name, exc)
+        db.discard_broken()
+        return True, None
+    except Exception as exc:
+        log.exception("%s cycle failed; retrying", name)
+        if on_failure is not None:
+            on_failure(exc)
+        time.sleep(retry_after)
+        return True, None

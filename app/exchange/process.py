@@ -18,11 +18,11 @@ import signal
 import socket
 import time
 
-from app.db import CONNECTION_ERRORS, db, init_database
+from app.db import db, init_database
 from app.exchange.account import LiveAccount
 from app.exchange.connect import build_client
 from app.exchange.feed import CcxtFeed
-from app.leadership import Leadership, Superseded, application_name
+from app.leadership import Leadership, application_name, run_guarded
 from app.process_metrics import Heartbeat
 from app.runtime_config import trading_rules
 from app.settings import Settings
@@ -129,17 +129,9 @@ class ExchangeProcess:
             if not leadership.heartbeat():
                 log.warning("exchange process lost its leadership")
                 return
-            try:
-                self.cycle()
-            except Superseded as exc:
-                log.warning("exchange process was superseded: %s", exc)
+            leading, _ = run_guarded(self.cycle, "exchange process", RETRY_AFTER_FAILURE_SECONDS)
+            if not leading:
                 return
-            except CONNECTION_ERRORS as exc:
-                log.warning("exchange cycle lost the database: %s", exc)
-                db.discard_broken()
-            except Exception:
-                log.exception("exchange cycle failed; retrying")
-                time.sleep(RETRY_AFTER_FAILURE_SECONDS)
             time.sleep(ORDER_PASS_SECONDS if self.account else self.feed.interval)
 
     def cycle(self) -> int:
