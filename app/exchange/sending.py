@@ -22,6 +22,7 @@ from app.exchange.fills import FillReconciler
 from app.models import Order, utcnow
 from app.process_metrics import LIVE_ORDERS, count_rejections
 from app.runtime_config import trading_rules
+from app.trading.entry_limits import check_adding_fill
 from app.trading.ledger import Ledger
 from app.trading.live import account_health
 from app.trading.market_rules import check_order, market_rule
@@ -141,7 +142,8 @@ class OrderSender:
         fee = money(price * order.quantity * ledger.rules.commission_rate)
         effect = apply_fill(before, order.side, order.quantity, price, fee)
         marks = {**ledger.marks(book), order.symbol: latest.price if latest else price}
-        ledger.check_entry_limits(book, order, before, effect, order.quantity, price, marks)
+        check_adding_fill(book, order, before, effect, order.quantity, price,
+                          lambda: ledger.equity(book, marks)[0], ledger.rules)  # fmt: skip
 
     def _reject(self, order: Order, reason: str, code: str) -> None:
         now = utcnow()

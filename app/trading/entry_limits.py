@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 
 from app.models import TradingSession
-from app.trading.portfolio import FillEffect
+from app.trading.portfolio import Book, FillEffect, exposure_increase
 from app.trading.rules import Rejected, Rules
 from app.vocabulary import SessionStatus, Side
 
@@ -50,3 +51,23 @@ def check_entry(
             f"the limit is {rules.max_positions}",
             reason="max_positions",
         )
+
+
+def check_adding_fill(
+    book,
+    order,
+    before: Book,
+    effect: FillEffect,
+    quantity: Decimal,
+    price: Decimal,
+    equity: Callable[[], Decimal],
+    rules: Rules,
+) -> None:
+    """Raise :class:`Rejected`, naming the limit, when filling ``quantity`` of ``order`` at
+    ``price`` (``effect`` on the position ``before``) adds exposure beyond one; reducing is
+    always allowed. ``book`` is the locked session (its row, its open positions by symbol);
+    ``equity()`` is asked only for a fill that adds exposure."""
+    if exposure_increase(before, order.side, quantity) <= 0:
+        return
+    others = sum(1 for symbol in book.positions if symbol != order.symbol)
+    check_entry(book.row, order.side, effect, price, equity(), others, rules)

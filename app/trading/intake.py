@@ -116,9 +116,9 @@ def on_arrival(order: Order, ledger: Ledger) -> None:
 
     It draws on what is left of the liquidity of its symbol's latest tick.
     """
-    filled = arrive(order, ledger, ledger.liquidity_left(order.symbol))
+    filled = arrive(order, ledger, ledger.liquidity.left(order.symbol))
     if filled:
-        ledger.take_liquidity(order.symbol, filled)
+        ledger.liquidity.take(order.symbol, filled)
 
 
 def arrive(order: Order, ledger: Ledger, available: Decimal | None) -> Decimal:

@@ -21,9 +21,10 @@ from app import process_metrics
 from app.bulk import bulk_insert, bulk_update
 from app.events import publish_error
 from app.models import EquitySnapshot, MarketPrice, Order, Position, Trade, TradingSession, utcnow
-from app.trading.entry_limits import check_entry
+from app.trading.entry_limits import check_adding_fill
 from app.trading.limits import breach_event, update_loss_limits
-from app.trading.portfolio import Book, apply_fill, exposure_increase
+from app.trading.liquidity import LiquidityBook
+from app.trading.portfolio import Book, apply_fill
 from app.trading.rules import (
     MAX_NOTIONAL,
     Rejected,
@@ -89,7 +90,7 @@ class Ledger:
         self.trades: list[Trade] = []
         self.rejections: list[str] = []  # their codes, for the rejected-orders metric
         self.events: list[tuple[str, str, str, dict]] = []
-        self.changed_prices: dict[str, MarketPrice] = {}
+        self.liquidity = LiquidityBook(self.rules, self.prices)
         # Market time of what the fills happen at (a tick's time, the latest price's time):
         # equity samples carry it, so statistics follow the market's clock, not the engine's.
         self.market_time: datetime | None = None
@@ -134,28 +135,6 @@ class Ledger:
     def price(self, symbol: str) -> MarketPrice | None:
         return self.prices.get(symbol)
 
-    def liquidity_left(self, symbol: str) -> Decimal | None:
-        """What orders may still take of the symbol's latest tick; None when nothing caps it.
-
-        A tick the engine has not matched yet offers its whole budget.
-        """
-        if self.rules.participation <= 0:
-            return None
-        latest = self.prices.get(symbol)
-        if latest is None or latest.volume is None:
-            return None
-        if latest.liquidity_left is not None:
-            return latest.liquidity_left
-        return money(latest.volume * self.rules.participation)
-
-    def take_liquidity(self, symbol: str, quantity: Decimal) -> None:
-        left = self.liquidity_left(symbol)
-        if left is None:
-            return
-        latest = self.prices[symbol]
-        latest.liquidity_left = max(Decimal(0), left - quantity)
-        self.changed_prices[symbol] = latest
-
     # -- orders ----------------------------------------------------------------------------
     def touch(self, order: Order) -> None:
         """Mark an existing order as changed, to be written back."""
@@ -186,25 +165,6 @@ class Ledger:
         """(equity, signed position value, unrealized PnL) of a session at ``marks``."""
         value, unrealized = value_positions(book.positions.values(), marks)
         return money(book.row.cash + value), money(value), money(unrealized)
-
-    def check_entry_limits(
-        self,
-        book: SessionBook,
-        order: Order,
-        before: Book,
-        effect,
-        quantity: Decimal,
-        price: Decimal,
-        marks: dict[str, Decimal],
-    ) -> None:
-        """Raise :class:`Rejected`, naming the limit, when filling ``quantity`` of ``order`` at
-        ``price`` (``effect`` on the position ``before``) adds exposure beyond one. Reducing is
-        always allowed."""
-        if exposure_increase(before, order.side, quantity) <= 0:
-            return
-        equity, _, _ = self.equity(book, marks)
-        others = sum(1 for symbol in book.positions if symbol != order.symbol)
-        check_entry(book.row, order.side, effect, price, equity, others, self.rules)
 
     # -- fills -----------------------------------------------------------------------------
     def fill(
@@ -241,7 +201,8 @@ class Ledger:
         effect = apply_fill(before, order.side, quantity, price, fee)
         marks = {**self.marks(book), order.symbol: market if market is not None else price}
         if not exchange_fill:  # what an exchange has already done cannot be refused
-            self.check_entry_limits(book, order, before, effect, quantity, price, marks)
+            check_adding_fill(book, order, before, effect, quantity, price,
+                              lambda: self.equity(book, marks)[0], self.rules)  # fmt: skip
 
         exit_reason = reason or ("closed by order" if order.source == "manual" else order.source)
         # A flip is two trades: the part that closes the old position and the part that opens
@@ -419,11 +380,7 @@ class Ledger:
             book.row.updated_at = now
         bulk_update(TradingSession, [book.row for book in dirty], SESSION_FIELDS)
         bulk_insert(EquitySnapshot, [book.sample for book in dirty])
-        for latest in self.changed_prices.values():
-            # Only while it is still the latest tick: a newer one brings a fresh budget.
-            MarketPrice.update(liquidity_left=latest.liquidity_left).where(
-                MarketPrice.symbol == latest.symbol, MarketPrice.tick_id == latest.tick_id
-            ).execute()
+        self.liquidity.flush()
         for error, details, severity, metadata in self.events:
             publish_error(error, details, severity, **metadata)
         self._reset()

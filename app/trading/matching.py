@@ -19,12 +19,12 @@ from app.models import MarketTick, Order, utcnow
 from app.trading.execution import execute, trigger
 from app.trading.intake import INTAKE_BATCH, accept_new_orders
 from app.trading.ledger import Ledger
+from app.trading.liquidity import tick_budget
 from app.trading.rules import (
     Rules,
     limit_crossed,
     market_fill_price,
     marketable_limit_price,
-    money,
     protective_exit,
     stop_triggered,
 )
@@ -231,13 +231,6 @@ def process_tick(tick: MarketTick, rules: Rules) -> None:
             (max(available, Decimal(0)), tick.symbol, tick.id),
         )
     protective_exits(tick, rules)
-
-
-def tick_budget(volume: Decimal | None, rules: Rules) -> Decimal | None:
-    """What all orders together may take of one tick; None when there is no cap."""
-    if rules.participation > 0 and volume is not None:
-        return money(volume * rules.participation)
-    return None
 
 
 def priority(order: Order, price: Decimal) -> tuple:
