@@ -27,7 +27,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.api.errors import register_error_handlers
     from app.api.hooks import register_request_hooks, wrap_views
     from app.api.json_provider import ApiJSONProvider
-    from app.api.ws import decline_compression, sock
+    from app.api.ws import sock
     from app.dashboard import SWAGGER_UI_PATH, register_dashboard
     from app.db import init_database
     from app.logs import configure_logging
@@ -87,7 +87,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_dashboard(app)
     wrap_views(app)
     app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": hub.settings.max_message_size}
-    app.before_request(decline_compression)
     sock.init_app(app)
     return app
 

@@ -4,8 +4,8 @@ carrying the process kind and, inside a web request, the request's id."""
 from __future__ import annotations
 
 import logging
+import os
 import re
-import uuid
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -21,7 +21,7 @@ def request_id_from(header: str | None) -> str:
     """The caller's request id if it is acceptable, else a fresh one."""
     if header and ACCEPTED_REQUEST_ID.fullmatch(header):
         return header
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # 128 random bits, as uuid4().hex but without building a UUID
 
 
 class RequestContext(logging.Filter):

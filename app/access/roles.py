@@ -15,14 +15,15 @@ class Role(StrEnum):
 
     @property
     def rank(self) -> int:
-        return ROLE_ORDER.index(self)
+        return _RANKS[self]
 
     def allows(self, needed: Role) -> bool:
         """Whether this role may do what ``needed`` may."""
-        return self.rank >= needed.rank
+        return _RANKS[self] >= _RANKS[needed]
 
 
 ROLE_ORDER = (Role.VIEWER, Role.TRADER, Role.ADMIN)
+_RANKS = {role: rank for rank, role in enumerate(ROLE_ORDER)}
 
 
 @dataclass(frozen=True)

@@ -109,12 +109,28 @@ def unlimited_public(view):
     return documented
 
 
-def route_access(req: Request) -> RouteAccess | None:
-    """What the view matched by ``req`` needs; None for an unmatched URL (it answers 404)."""
-    if req.url_rule is None or req.endpoint is None:
-        return None
-    return _declared_access(current_app.view_functions.get(req.endpoint), req.endpoint,
-                            req.method)  # fmt: skip
+class RouteTable:
+    """What each route needs and how the OpenAPI document names it, worked out at the first
+    request of each route and method and then looked up (a request asks twice: before the
+    view for access control, after it for metrics)."""
+
+    def __init__(self, view_functions: dict):
+        self.view_functions = view_functions
+        self._known: dict[tuple[int, str], tuple[RouteAccess, str]] = {}
+
+    def lookup(self, req: Request) -> tuple[RouteAccess | None, str]:
+        """The access the route of ``req`` needs (None for an unmatched URL, which answers
+        404) and its template (``/api/v1/orders/{order_id}``; the path when unmatched)."""
+        rule = req.url_rule
+        if rule is None:
+            return None, req.path
+        key = (id(rule), req.method)  # rules live as long as the app, and are unhashable
+        known = self._known.get(key)
+        if known is None:
+            endpoint = rule.endpoint
+            access = _declared_access(self.view_functions.get(endpoint), endpoint, req.method)
+            known = self._known[key] = (access, _openapi_path(rule.rule))
+        return known
 
 
 @functools.lru_cache(maxsize=1024)
@@ -129,10 +145,12 @@ def _declared_access(view, endpoint: str, method: str) -> RouteAccess:
 
 
 class AccessControl:
-    """Authenticator, limiter and the process's settings, built once per app."""
+    """Authenticator, limiter, route table and the process's settings, built once per app."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, view_functions: dict):
         self.settings = settings
+        self.view_functions = view_functions
+        self.routes = RouteTable(view_functions)
         counter = counter_for(settings.ratelimit_storage_uri)
         jwt_secret = settings.jwt_secret
         self.authenticator = Authenticator(
@@ -170,11 +188,11 @@ def client_ip(req: Request) -> str:
 
 def credential(req: Request) -> Credential | None:
     """The credential of ``req``: X-API-Key, a bearer value, or (WebSocket only) ?token."""
-    headers = req.headers
-    key = headers.get("X-API-Key")
+    environ = req.environ  # read directly: werkzeug's header view is built per request
+    key = environ.get("HTTP_X_API_KEY")
     if key is not None:
         return Credential(key.strip(), "header")
-    authorization = headers.get("Authorization")
+    authorization = environ.get("HTTP_AUTHORIZATION")
     if authorization is not None:
         scheme, _, value = authorization.strip().partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
@@ -193,27 +211,24 @@ def current_identity() -> Identity | None:
     return g.get("identity")
 
 
-def authorize(req: Request, context) -> None:
-    """Access control before the view: authenticate, authorise and count ``req``, keeping what
-    was found on ``context`` (the request's ``g``). Nothing of the request has happened yet, so
-    after a database restart (dead pooled connections) it is safe to run once more on a fresh
+def authorize(req: Request, context, control: AccessControl, access: RouteAccess | None) -> None:
+    """Access control before the view: authenticate, authorise and count ``req`` against what
+    its route needs (``access``; None: an unmatched URL), keeping what was found on
+    ``context`` (the request's ``g``). Nothing of the request has happened yet, so after a
+    database restart (dead pooled connections) it is safe to run once more on a fresh
     connection."""
+    if access is None or req.method == "OPTIONS":
+        return  # a 404, or a CORS preflight (browsers send it without credentials)
     try:
-        _authorize_once(req, context)
+        _authorize_once(req, context, control, access)
     except CONNECTION_ERRORS as error:
         if db.in_transaction() or is_timeout(error):
             raise
         db.discard_broken()
-        _authorize_once(req, context)
+        _authorize_once(req, context, control, access)
 
 
-def _authorize_once(req: Request, context) -> None:
-    if req.method == "OPTIONS":
-        return  # CORS preflight: browsers send it without credentials
-    access = route_access(req)
-    if access is None:
-        return
-    control = access_control()
+def _authorize_once(req: Request, context, control: AccessControl, access: RouteAccess) -> None:
     context.access = access
     identity = None
     if access.role is not None:
@@ -235,10 +250,10 @@ def _authorize_once(req: Request, context) -> None:
         if verdict.exceeded:
             who = f"key {caller.name}" if caller.name else f"address {client_ip(req)}"
             raise verdict.refusal(who)
-    if req.path == WS_PATH and identity is not None and identity.name is not None:
+    if identity is not None and identity.name is not None and req.path == WS_PATH:
         context.ws_slot = _reserve_websocket(control, identity)
     if access.audited and req.method not in READ_METHODS:
-        success = getattr(current_app.view_functions[req.endpoint], "success_status", None)
+        success = getattr(control.view_functions[req.endpoint], "success_status", None)
         if success is not None:
             # Written by the work's own COMMIT when it succeeds (see audit_response).
             context.audit_success = success
@@ -261,9 +276,10 @@ def _reserve_websocket(control: AccessControl, identity: Identity) -> None:
     return slot
 
 
-def release_websocket(error=None) -> None:
-    """Give back the WebSocket slot this request reserved, if any (a teardown hook)."""
-    slot = g.pop("ws_slot", None)
+def release_websocket(context) -> None:
+    """Give back the WebSocket slot this request reserved, if any (``context``: its ``g``;
+    at teardown)."""
+    slot = context.pop("ws_slot", None)
     if slot is not None:
         try:
             with db.connection_context():  # teardown: the request's connection is gone
@@ -274,7 +290,7 @@ def release_websocket(error=None) -> None:
 
 def add_rate_headers(context, response) -> None:
     """The rate limit's X-RateLimit-* headers, when this request was counted."""
-    verdict = getattr(context, "rate_verdict", None)
+    verdict = context.get("rate_verdict")  # g.get: a missing attribute would raise inside
     if verdict is not None:
         response.headers.update(verdict.headers())
 
@@ -314,12 +330,12 @@ def audit_response(req: Request, context, response) -> None:
     success = context.pop("audit_success", None)
     if success is not None and audit.committed_with_work() and status == success:
         return
-    access: RouteAccess | None = getattr(context, "access", None)
+    access: RouteAccess | None = context.get("access")
     method = req.method
     is_write = method not in READ_METHODS and access is not None and access.audited
     if not (is_write or status in REFUSALS) or method == "OPTIONS":
         return
-    identity: Identity | None = getattr(context, "identity", None)
+    identity: Identity | None = context.get("identity")
     try:
         audit.record(_audit_record(req, identity, status, write=is_write))
     except Exception:  # the answer stands even if the trail cannot be written; say so loudly
@@ -336,7 +352,7 @@ def prepare_access_control(app: Flask, settings: Settings) -> None:
             "only because the server binds to %s (loopback)",
             settings.api_host,
         )
-    app.extensions["cryptofunk"]["access"] = AccessControl(settings)
+    app.extensions["cryptofunk"]["access"] = AccessControl(settings, app.view_functions)
     from app.realtime.hub import hub
 
     hub.watch(ACCESS_CHANNEL, key_cache.invalidate, key_cache.trust)

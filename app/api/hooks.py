@@ -8,7 +8,7 @@ import logging
 import time
 from urllib.parse import urlsplit
 
-from flask import Flask, Request, current_app, g, jsonify, request
+from flask import Flask, Request, g, jsonify, request
 
 from app.api.access import (
     add_rate_headers,
@@ -16,7 +16,6 @@ from app.api.access import (
     authorize,
     prepare_access_control,
     release_websocket,
-    route_template,
 )
 from app.db import CONNECTION_ERRORS, close_request_connection, db, is_retryable, is_timeout
 from app.logs import request_id_from
@@ -115,84 +114,95 @@ class StaticHeaders:
         return self.wsgi_app(environ, start_with_headers)
 
 
-def _allowed_origin(req: Request, origin: str) -> bool:
-    """The server's own origin, or one listed in CORS_ORIGINS."""
-    if urlsplit(origin).netloc == req.host:
-        return True
-    return origin.rstrip("/") in current_app.extensions["cryptofunk"]["settings"].cors_origins
+class RequestHooks:
+    """The hooks around every view of one app: a screening one before, a finishing one after
+    and one teardown. Each looks the request and its ``g`` up once and reads the app's pieces
+    (access control, route table, CORS origins) from here, not through ``current_app``:
+    every proxy lookup is paid on every request."""
 
+    def __init__(self, app: Flask, settings: Settings):
+        self.control = app.extensions["cryptofunk"]["access"]
+        self.routes = self.control.routes
+        self.cors_origins = settings.cors_origins
 
-def _refuse_foreign_websocket(req: Request):
-    """A web page on another origin must not read the event stream through the browser."""
-    if req.path != WS_PATH:
-        return None
-    origin = req.environ.get("HTTP_ORIGIN")
-    if origin and not _allowed_origin(req, origin):
-        response = jsonify(
-            {
-                "error": "origin not allowed",
-                "details": f"{origin} may not open the event stream; list it in CORS_ORIGINS",
-            }
-        )
-        response.status_code = 403
+    def screen(self):
+        """Before a view, in this order (a caller without a credential learns nothing about
+        its request's shape): start the timer, keep the request id, the event stream's checks,
+        access control, then the body and query checks. A check answers by returning a
+        response."""
+        req = request._get_current_object()
+        context = g._get_current_object()
+        context.started = time.perf_counter()
+        environ = req.environ
+        context.request_id = environ.get(REQUEST_ID_KEY) or request_id_from(None)
+        if req.path == WS_PATH:
+            # No permessage-deflate on the event stream: with it every event would be deflated
+            # once per client; without it a frame is the same bytes for everyone, encoded once
+            # (app/realtime/frames.py). Event payloads are small JSON, little is lost.
+            environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
+            refusal = self._refuse_foreign_websocket(req)
+            if refusal is not None:
+                return refusal
+        authorize(req, context, self.control, self.routes.lookup(req)[0])
+        return _require_json_body(req) or _refuse_nul_in_query(req)
+
+    def finish(self, response):
+        """After a view (or its error answer): CORS, the HTML policy, metrics, the audit entry
+        and the rate-limit headers."""
+        req = request._get_current_object()
+        context = g._get_current_object()
+        origin = req.environ.get("HTTP_ORIGIN")
+        if origin and self._allowed_origin(req, origin):
+            headers = response.headers
+            headers["Access-Control-Allow-Origin"] = origin
+            for name, value in CORS_HEADERS:
+                headers[name] = value
+        if (response.content_type or "").startswith("text/html"):  # not .mimetype: it parses
+            policy = SWAGGER_UI_POLICY if req.path.startswith("/api/docs") else HTML_POLICY
+            response.headers.setdefault("Content-Security-Policy", policy)
+        started = context.pop("started", None)
+        elapsed = time.perf_counter() - started if started is not None else 0.0
+        template = self.routes.lookup(req)[1] if req.url_rule is not None else "unmatched"
+        REQUEST_STATS.record(req.method, template, response.status_code, elapsed)
+        audit_response(req, context, response)
+        add_rate_headers(context, response)
         return response
-    return None
 
+    @staticmethod
+    def teardown(error: BaseException | None = None) -> None:
+        """After the answer: the request's database connection back to the pool, then its
+        WebSocket slot (with a connection of its own)."""
+        close_request_connection(error)
+        release_websocket(g._get_current_object())
 
-def _add_cors_headers(req: Request, response) -> None:
-    origin = req.environ.get("HTTP_ORIGIN")
-    if origin and _allowed_origin(req, origin):
-        headers = response.headers
-        headers["Access-Control-Allow-Origin"] = origin
-        for name, value in CORS_HEADERS:
-            headers[name] = value
+    def _allowed_origin(self, req: Request, origin: str) -> bool:
+        """The server's own origin, or one listed in CORS_ORIGINS."""
+        if urlsplit(origin).netloc == req.host:
+            return True
+        return origin.rstrip("/") in self.cors_origins
 
-
-def _observe(req: Request, context, response) -> None:
-    started = context.pop("started", None)
-    endpoint = route_template(req) if req.url_rule else "unmatched"
-    elapsed = time.perf_counter() - started if started is not None else 0.0
-    REQUEST_STATS.record(req.method, endpoint, response.status_code, elapsed)
-
-
-def screen_request():
-    """Before a view, in this order (a caller without a credential learns nothing about its
-    request's shape): start the timer, take the caller's X-Request-ID (or make one), refuse a
-    foreign Origin on the event stream, access control, then the body and query checks. A
-    check answers by returning a response."""
-    req = request._get_current_object()
-    context = g._get_current_object()
-    context.started = time.perf_counter()
-    context.request_id = req.environ.get(REQUEST_ID_KEY) or request_id_from(None)
-    refusal = _refuse_foreign_websocket(req)
-    if refusal is not None:
-        return refusal
-    authorize(req, context)
-    return _require_json_body(req) or _refuse_nul_in_query(req)
-
-
-def finish_response(response):
-    """After a view (or its error answer): CORS, the HTML policy, metrics, the audit entry and
-    the rate-limit headers. One hook, with the request looked up once."""
-    req = request._get_current_object()
-    context = g._get_current_object()
-    _add_cors_headers(req, response)
-    if response.mimetype == "text/html":
-        policy = SWAGGER_UI_POLICY if req.path.startswith("/api/docs") else HTML_POLICY
-        response.headers.setdefault("Content-Security-Policy", policy)
-    _observe(req, context, response)
-    audit_response(req, context, response)
-    add_rate_headers(context, response)
-    return response
+    def _refuse_foreign_websocket(self, req: Request):
+        """A web page on another origin must not read the event stream through the browser."""
+        origin = req.environ.get("HTTP_ORIGIN")
+        if origin and not self._allowed_origin(req, origin):
+            response = jsonify(
+                {
+                    "error": "origin not allowed",
+                    "details": f"{origin} may not open the event stream; list it in CORS_ORIGINS",
+                }
+            )
+            response.status_code = 403
+            return response
+        return None
 
 
 def register_request_hooks(app: Flask, settings: Settings) -> None:
     """The hooks around every view, and the headers every response carries."""
     prepare_access_control(app, settings)
-    app.before_request(screen_request)
-    app.after_request(finish_response)
-    app.teardown_request(release_websocket)
-    app.teardown_request(close_request_connection)  # runs first: teardowns run in reverse
+    hooks = RequestHooks(app, settings)
+    app.before_request(hooks.screen)
+    app.after_request(hooks.finish)
+    app.teardown_request(hooks.teardown)
     app.wsgi_app = StaticHeaders(app.wsgi_app)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from flask import request
 from flask_sock import Sock
 
 from app.access.ratelimit import GENERAL
@@ -14,17 +13,6 @@ from app.realtime.hub import hub
 from app.realtime.protocol import WS_PATH
 
 sock = Sock()
-
-
-def decline_compression():
-    """Refuse permessage-deflate for the event stream.
-
-    With per-connection compression every event would be deflated once per client; without it a
-    frame is the same bytes for everyone and is encoded once (app/realtime/frames.py). Event
-    payloads are small JSON, so little is lost on the wire.
-    """
-    if request.path == WS_PATH:
-        request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
 
 
 @sock.route(WS_PATH)
