@@ -109,7 +109,7 @@ def test_a_committed_write_brings_its_entry_in_the_same_commit(client, app):
     order = {"symbol": "BTC/USDT", "side": "BUY", "type": "LIMIT", "price": 1, "quantity": 1}
     with recorded_queries() as statements:
         assert client.post("/api/v1/orders", json=order).status_code == 201
-    audit_inserts = [sql for sql in statements if 'INSERT INTO "audit_log"' in sql]
+    audit_inserts = [sql for sql in statements if "INSERT INTO audit_log" in sql.replace('"', "")]
     assert len(audit_inserts) == 1
     assert audit_inserts[0].endswith("; COMMIT")  # one round trip, one transaction with the work
     [placed] = entries(client, "?route=/api/v1/orders")

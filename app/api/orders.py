@@ -49,9 +49,12 @@ def get_order(order_id: str):
 )
 def create_order(args: dict):
     """Create a new order (manual trading) on the given or the symbol's active session."""
-    orders.ensure_intake_keeps_up(settings().order_backlog_seconds)
-    request = orders.OrderRequest(**args)
-    order = orders.place_order(request, settings().feed_exchange)
+    config = settings()
+    order = orders.place_order(
+        orders.OrderRequest(**args),
+        config.feed_exchange,
+        max_backlog_seconds=config.order_backlog_seconds,
+    )
     return {"order": order, "message": "Order created successfully"}
 
 

@@ -14,9 +14,9 @@ from app.pagination import Listing, Page
 from app.statements import CompiledSelect, text_uuids
 from app.trading.live import check_live_order
 from app.trading.market_rules import check_order, market_rule
-from app.trading.sessions import find_active_session, get_session
+from app.trading.sessions import get_session, only_active_session
 from app.trading.valuation import prices_of
-from app.vocabulary import PAPER_EXCHANGE
+from app.vocabulary import ACTIVE_SESSION_STATUSES, PAPER_EXCHANGE
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,22 @@ SELECT EXTRACT(EPOCH FROM now() - placed_at) FROM orders
 """
 
 
+# The symbol's active sessions (two at most: more is ambiguous) and the intake's back-pressure
+# age, in one round trip. It is the first statement of an order's transaction, so the BEGIN
+# rides along too (see app.db): with the audit row riding the COMMIT, an order is three round
+# trips.
+ORDER_SESSION_SQL = f"""
+SELECT ({OLDEST_UNPROCESSED_SQL.strip()}) AS backlog_age, s.id, s.status, s.exchange
+  FROM (SELECT 1) AS one
+  LEFT JOIN LATERAL (
+       SELECT id, status, exchange FROM trading_sessions
+        WHERE symbol = %s AND status = ANY(%s)
+        ORDER BY started_at DESC
+        LIMIT 2) AS s ON true
+"""
+ACTIVE_STATUSES = [str(status) for status in ACTIVE_SESSION_STATUSES]
+
+
 def ensure_intake_keeps_up(max_backlog_seconds: float) -> None:
     """Back-pressure: refuse new orders (503) while the engine is behind.
 
@@ -96,9 +112,13 @@ def ensure_intake_keeps_up(max_backlog_seconds: float) -> None:
     for minutes; the client retries after ``Retry-After``.
     """
     row = db.execute_sql(OLDEST_UNPROCESSED_SQL).fetchone()
-    if row is None or row[0] is None:
+    _refuse_if_behind(row[0] if row else None, max_backlog_seconds)
+
+
+def _refuse_if_behind(backlog_age, max_backlog_seconds: float) -> None:
+    if backlog_age is None:
         return
-    age = float(row[0])
+    age = float(backlog_age)
     if age > max_backlog_seconds:
         raise Unavailable(
             "order intake is behind",
@@ -106,6 +126,28 @@ def ensure_intake_keeps_up(max_backlog_seconds: float) -> None:
             f"{max_backlog_seconds:g}s); the engine is overloaded or down; retry later",
             retry_after=max(1, round(age - max_backlog_seconds)),
         )
+
+
+def _session_for(request: OrderRequest, max_backlog_seconds: float | None) -> tuple:
+    """(id, status, exchange) of the session ``request`` goes to, after the back-pressure
+    check when ``max_backlog_seconds`` is given; 400 when the symbol has no active session."""
+    if request.session_id is not None:
+        if max_backlog_seconds is not None:
+            ensure_intake_keeps_up(max_backlog_seconds)
+        session = get_session(request.session_id, for_update=True)
+        return session.id, session.status, session.exchange
+    rows = db.execute_sql(ORDER_SESSION_SQL, (request.symbol, ACTIVE_STATUSES)).fetchall()
+    if max_backlog_seconds is not None:
+        _refuse_if_behind(rows[0][0], max_backlog_seconds)
+    found = only_active_session(request.symbol, [row[1:] for row in rows if row[1] is not None])
+    if found is None:
+        raise InvalidInput(
+            "no active trading session",
+            details=f"start one for {request.symbol} with POST /api/v1/trade/start, "
+            "or pass session_id",
+            field="session_id",
+        )
+    return found
 
 
 def check_market_rules(request: OrderRequest, exchange: str, priced_on: str) -> None:
@@ -118,43 +160,40 @@ def check_market_rules(request: OrderRequest, exchange: str, priced_on: str) -> 
     check_order(rule, request.quantity, prices, latest.price if latest else None)
 
 
-def place_order(request: OrderRequest, market_exchange: str | None = None) -> Order:
+def place_order(
+    request: OrderRequest,
+    market_exchange: str | None = None,
+    *,
+    max_backlog_seconds: float | None = None,
+) -> Order:
     """Record a NEW order for the engine (PAPER) or the exchange process (LIVE) to work.
 
     The session is the one given (it may trade any symbol) or the symbol's active session. A
     PAUSED session takes orders so positions can still be reduced; the engine rejects entries
     on it. A STOPPED session takes none. The order must respect the market's rules of a LIVE
-    session's exchange, or of ``market_exchange`` (a ccxt feed) for a PAPER one.
+    session's exchange, or of ``market_exchange`` (a ccxt feed) for a PAPER one. With
+    ``max_backlog_seconds``, an order is refused (503) while the engine's intake is further
+    behind than that (:func:`ensure_intake_keeps_up`), before anything is written.
     """
     with db.atomic():
-        if request.session_id is not None:
-            session = get_session(request.session_id, for_update=True)
-        else:
-            session = find_active_session(request.symbol)
-            if session is None:
-                raise InvalidInput(
-                    "no active trading session",
-                    details=f"start one for {request.symbol} with POST /api/v1/trade/start, "
-                    "or pass session_id",
-                    field="session_id",
-                )
-        if not session.is_active:
+        session_id, status, exchange = _session_for(request, max_backlog_seconds)
+        if status not in ACTIVE_SESSION_STATUSES:
             raise InvalidTransition(
                 "trading session is stopped",
-                details=f"session {session.id} was stopped; start a new one with "
+                details=f"session {session_id} was stopped; start a new one with "
                 "POST /api/v1/trade/start",
-                session_id=session.id,
+                session_id=session_id,
             )
-        if session.exchange != PAPER_EXCHANGE:
-            check_live_order(request, session.exchange)
-            market_exchange = session.exchange
+        if exchange != PAPER_EXCHANGE:
+            check_live_order(request, exchange)
+            market_exchange = exchange
         if market_exchange is not None:
-            check_market_rules(request, market_exchange, session.exchange)
+            check_market_rules(request, market_exchange, exchange)
         return statements.create(
             Order,
-            session=session.id,
+            session=session_id,
             symbol=request.symbol,
-            exchange=session.exchange,
+            exchange=exchange,
             side=request.side,
             type=request.type,
             status="NEW",

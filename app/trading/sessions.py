@@ -76,14 +76,21 @@ ACTIVE_SESSIONS = CompiledSelect(
 
 def find_active_session(symbol: str, mode: str | None = None) -> TradingSession | None:
     """The RUNNING or PAUSED session for ``symbol`` (in ``mode`` when given)."""
-    sessions = ACTIVE_SESSIONS.instances({"symbol": symbol, "mode": mode or None}, limit=2)
-    if len(sessions) > 1:
+    return only_active_session(
+        symbol, ACTIVE_SESSIONS.instances({"symbol": symbol, "mode": mode or None}, limit=2)
+    )
+
+
+def only_active_session(symbol: str, candidates: list):
+    """The one active session of ``symbol`` among ``candidates`` (None if there is none);
+    400 asking for ``session_id`` when a PAPER and a LIVE one are both active."""
+    if len(candidates) > 1:
         raise InvalidInput(
             "session_id is required",
             details=f"{symbol} has both a PAPER and a LIVE session active; say which one",
             field="session_id",
         )
-    return sessions[0] if sessions else None
+    return candidates[0] if candidates else None
 
 
 def start_session(
