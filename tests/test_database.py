@@ -11,6 +11,7 @@ from app.db import db
 from app.migrations import available, migrate
 from app.models import Order, TradingSession
 from tests.factories import make_order, make_session
+from tests.queries import recorded_queries
 
 
 def test_migrations_are_idempotent_and_recorded(app):
@@ -61,6 +62,41 @@ def test_deleting_a_session_cascades_to_its_orders(app):
     make_order(session)
     session.delete_instance()
     assert Order.select().count() == 0
+
+
+def test_a_transaction_sends_its_begin_with_its_first_statement(app):
+    with recorded_queries() as statements, db.atomic():
+        db.execute_sql("SELECT 1")
+        db.execute_sql("SELECT 2")
+    assert statements == ["BEGIN; SELECT 1", "SELECT 2"]
+    with recorded_queries() as statements, db.atomic():
+        pass
+    assert statements == []  # nothing ran: no BEGIN, no COMMIT
+    assert db.connection().get_transaction_status() == 0  # idle, not left in a transaction
+
+
+@pytest.mark.parametrize("direct", ["cursor", "connection"])
+def test_work_on_a_cursor_taken_directly_stays_inside_the_transaction(app, direct):
+    """Taking the connection or a cursor sends the waiting BEGIN first, so what runs on it
+    rolls back with the transaction."""
+    session = make_session()
+
+    class Undo(Exception):
+        pass
+
+    with pytest.raises(Undo), db.atomic():
+        cursor = db.cursor() if direct == "cursor" else db.connection().cursor()
+        cursor.execute("DELETE FROM trading_sessions WHERE id = %s", (str(session.id),))
+        raise Undo
+    assert TradingSession.select().count() == 1
+
+
+def test_a_rider_on_a_transaction_that_ran_nothing_is_committed_alone(app):
+    make_session()
+    with db.atomic():
+        db.ride_next_commit("UPDATE trading_sessions SET cash = 7", ())
+    assert db.take_rider() is True
+    assert TradingSession.get().cash == 7
 
 
 def test_the_pool_serves_waiters_first_come_first_served(database_url):

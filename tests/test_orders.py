@@ -265,8 +265,38 @@ def test_orders_are_refused_with_503_while_the_engine_is_behind(client):
     assert "oldest unprocessed order is 30" in response.json["details"]
     assert int(response.headers["Retry-After"]) >= 1
     assert Order.select().count() == 1  # refused at once: nothing was written
+    by_id = post_order(client, symbol="ETH/USDT", session_id=str(session.id))
+    assert (by_id.status_code, by_id.json["error"]) == (503, "order intake is behind")
+    nowhere = post_order(client, symbol="SOL/USDT")  # no session either: the 503 comes first
+    assert (nowhere.status_code, nowhere.json["error"]) == (503, "order intake is behind")
+    assert Order.select().count() == 1  # refused at once: nothing was written
     Order.update(accepted_at=utcnow()).execute()  # the engine caught up
     assert post_order(client).status_code == 201
+    assert post_order(client, symbol="ETH/USDT", session_id=str(session.id)).status_code == 201
+
+
+def test_an_order_is_three_round_trips(client):
+    """The session lookup carries the back-pressure check and the transaction's BEGIN; the
+    INSERT; the audit row rides the COMMIT. Nothing else reaches the database."""
+    from tests.queries import recorded_queries
+
+    make_session()
+    post_order(client)  # warm: the key is looked up and cached once
+    from app.access.authenticate import key_cache
+
+    key_cache.trust(True)
+    try:
+        assert post_order(client).status_code == 201
+        with recorded_queries() as statements:
+            assert post_order(client).status_code == 201
+    finally:
+        key_cache.trust(False)
+    assert len(statements) == 3, statements
+    session_lookup, insert, audit_and_commit = statements
+    assert session_lookup.startswith("BEGIN; ") and "trading_sessions" in session_lookup
+    assert "accepted_at IS NULL" in session_lookup  # the back-pressure age comes with it
+    assert insert.startswith('INSERT INTO "orders"')
+    assert "audit_log" in audit_and_commit and audit_and_commit.endswith("; COMMIT")
 
 
 def test_the_openapi_document_says_a_market_order_takes_no_price(client):
