@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 
 import orjson
-from flask import Response, current_app
+from flask import Response
 from flask.json.provider import JSONProvider
 
 from app.models import format_timestamp
@@ -54,5 +54,7 @@ class ApiJSONProvider(JSONProvider):
 
 
 def json_response(value) -> Response:
-    """A 200 response with ``value`` as its JSON body (what ``jsonify`` gives, sooner)."""
-    return current_app.response_class(dumps_bytes(value) + b"\n", mimetype="application/json")
+    """A 200 response with ``value`` as its JSON body (what ``jsonify`` gives, sooner: the app
+    keeps Flask's own response class, so it is used directly rather than looked up through
+    ``current_app``)."""
+    return Response(dumps_bytes(value) + b"\n", mimetype="application/json")
