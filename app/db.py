@@ -17,6 +17,8 @@ from playhouse.pool import MaxConnectionsExceeded, PoolConnection, PooledPostgre
 # Errors that mean "the server or the connection is gone", as opposed to a bad query.
 from psycopg2 import InterfaceError as DriverInterfaceError
 from psycopg2 import OperationalError as DriverOperationalError
+from psycopg2.extensions import TRANSACTION_STATUS_IDLE as STATUS_IDLE
+from psycopg2.extensions import TRANSACTION_STATUS_UNKNOWN as STATUS_UNKNOWN
 
 # peewee's wrapper turning driver errors into peewee's (named here: a class body would mangle
 # its dunder name).
@@ -35,10 +37,6 @@ class _ConnectionState(peewee._ConnectionLocal):
 
     def reset(self):
         super().reset()
-        self.pending_begin = None
-
-    def set_connection(self, conn):
-        super().set_connection(conn)
         self.pending_begin = None
 
 
@@ -62,10 +60,16 @@ class PostgresPool(PooledPostgresqlDatabase):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._state = _ConnectionState()
-        if monkey.is_module_patched("threading"):
-            # Under gevent, threading.RLock is a pure-Python lock over a gevent lock; gevent's
-            # own RLock does the same job in half the instructions (pool check-out and
-            # check-in each take it on every request).
+        # Under gevent every thread is a greenlet of one OS thread, and a greenlet only gives
+        # way where it waits on I/O. The check-out and check-in of an idle connection never
+        # do (heap and dict operations, the driver's local status; closing a dead or stale
+        # connection does not wait either), so no other greenlet can see them half done: they
+        # run without the lock, which cost more than all their work. Everything that may wait
+        # (opening a connection, rolling one back) still takes the lock.
+        self._greenlets_only = monkey.is_module_patched("threading")
+        if self._greenlets_only:
+            # threading.RLock is then a pure-Python lock over a gevent lock; gevent's own RLock
+            # does the same job in half the instructions.
             self._pool_lock = gevent.lock.RLock()
             self._pool_available = threading.Condition(self._pool_lock)
         # Requests waiting for a connection, first come first served (see connect).
@@ -121,32 +125,72 @@ class PostgresPool(PooledPostgresqlDatabase):
                     self._wake_next()
 
     def _take_idle(self):
-        """An idle connection, checked out (the oldest usable one); None if none is left."""
+        """An idle connection, checked out (the oldest usable one); None if none is left.
+
+        Written out instead of going through peewee's helpers (each a call): it runs on
+        every request."""
+        if self._greenlets_only:
+            return self._pop_idle()
         with self._pool_lock:
-            while self._connections:
-                timestamp, _, connection = heapq.heappop(self._connections)
-                if self._is_closed(connection):
-                    continue
-                if self._stale_timeout and self._is_stale(timestamp):
-                    self._close_raw(connection)
-                    continue
-                self._in_use[id(connection)] = PoolConnection(timestamp, connection, time.time())
-                return connection
+            return self._pop_idle()
+
+    def _pop_idle(self):
+        now = time.time()
+        connections = self._connections
+        while connections:
+            timestamp, _, connection = heapq.heappop(connections)
+            if connection.closed or connection.get_transaction_status() == STATUS_UNKNOWN:
+                continue  # dropped by the server or the driver: discarded
+            if self._stale_timeout and now - timestamp > self._stale_timeout:
+                self._close_raw(connection)
+                continue
+            # The PoolConnection record peewee keeps, built without its Python __new__.
+            self._in_use[id(connection)] = tuple.__new__(
+                PoolConnection, (timestamp, connection, now)
+            )
+            return connection
         return None
 
     def close(self) -> bool:
-        """Give this context's connection back to the pool (peewee's close, one lock)."""
+        """Give this context's connection back to the pool (peewee's close, one lock). An
+        idle connection with nobody waiting goes straight back on the heap; anything else
+        (a transaction left open, a dead connection, a waiter to wake) takes :meth:`_close`."""
         state = self._state
         if state.closed:
             return False
         if state.transactions:
             raise peewee.OperationalError("Attempting to close database while transaction is open.")
+        connection = state.conn
         try:
-            with _DRIVER_ERRORS_AS_PEEWEE:
-                self._close(state.conn)
+            if (
+                not self._waiting
+                and not connection.closed
+                and connection.get_transaction_status() == STATUS_IDLE
+            ):
+                self._check_in(connection)
+            else:
+                with _DRIVER_ERRORS_AS_PEEWEE:
+                    self._close(connection)
         finally:
             state.reset()
         return True
+
+    def _check_in(self, connection) -> None:
+        if self._greenlets_only:
+            self._push_idle(connection)
+            return
+        with self._pool_lock:
+            self._push_idle(connection)
+
+    def _push_idle(self, connection) -> None:
+        pooled = self._in_use.pop(id(connection), None)
+        if pooled is None:
+            return
+        if self._stale_timeout and time.time() - pooled[0] > self._stale_timeout:
+            self._close_raw(connection)
+            return
+        self._heap_counter += 1
+        heapq.heappush(self._connections, (pooled[0], self._heap_counter, connection))
 
     def _wake_next(self) -> None:
         if self._waiting and (
