@@ -327,11 +327,13 @@ def audit_response(req: Request, context, response) -> None:
     the commit) is written here, on its own.
     """
     status = response.status_code
+    method = req.method
+    if method in READ_METHODS and status not in REFUSALS:
+        return  # the common case: a read that was let in
     success = context.pop("audit_success", None)
     if success is not None and audit.committed_with_work() and status == success:
         return
     access: RouteAccess | None = context.get("access")
-    method = req.method
     is_write = method not in READ_METHODS and access is not None and access.audited
     if not (is_write or status in REFUSALS) or method == "OPTIONS":
         return

@@ -159,13 +159,19 @@ class ApiBlueprint(Blueprint):
         def decorate(view):
             @functools.wraps(view)
             def respond(*args, **kwargs):
-                result, status, headers = unpack_tuple_response(view(*args, **kwargs))
+                result = view(*args, **kwargs)
+                if type(result) is tuple:  # a view's own status or headers (flask-smorest's)
+                    result, status, headers = unpack_tuple_response(result)
+                else:
+                    status = headers = None
                 if isinstance(result, Response):
                     set_status_and_headers_in_response(result, status, headers)
                     return result
                 response = json_response(dump(result) if dump is not None else result)
-                response.status_code = status_code
-                set_status_and_headers_in_response(response, status, headers)
+                if status_code != 200:
+                    response.status_code = status_code
+                if status is not None or headers:
+                    set_status_and_headers_in_response(response, status, headers)
                 return response
 
             respond.success_status = status_code  # the audit trail records it (app.api.access)

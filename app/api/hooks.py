@@ -144,7 +144,11 @@ class RequestHooks:
             if refusal is not None:
                 return refusal
         authorize(req, context, self.control, self.routes.lookup(req)[0])
-        return _require_json_body(req) or _refuse_nul_in_query(req)
+        if req.method in BODY_METHODS and (refusal := _require_json_body(req)) is not None:
+            return refusal
+        if b"%00" in req.query_string:  # a NUL can only arrive percent-encoded
+            return _refuse_nul_in_query(req)
+        return None
 
     def finish(self, response):
         """After a view (or its error answer): CORS, the HTML policy, metrics, the audit entry
@@ -165,7 +169,8 @@ class RequestHooks:
         template = self.routes.lookup(req)[1] if req.url_rule is not None else "unmatched"
         REQUEST_STATS.record(req.method, template, response.status_code, elapsed)
         audit_response(req, context, response)
-        add_rate_headers(context, response)
+        if self.control.limiter is not None:
+            add_rate_headers(context, response)
         return response
 
     @staticmethod
