@@ -31,9 +31,8 @@ BODY_METHODS = ("POST", "PUT", "PATCH")
 
 
 def _refuse_nul_in_query(req: Request):
-    """PostgreSQL cannot store or compare text with NUL: a 400, not a driver error (500)."""
-    if b"%00" not in req.query_string:
-        return None  # a NUL can only arrive percent-encoded
+    """PostgreSQL cannot store or compare text with NUL: a 400, not a driver error (500).
+    Called for a query string holding ``%00`` (a NUL can only arrive percent-encoded)."""
     for name, value in req.args.items(multi=True):
         if "\x00" in name or "\x00" in value:
             response = jsonify(
@@ -49,8 +48,7 @@ def _refuse_nul_in_query(req: Request):
 
 
 def _require_json_body(req: Request):
-    if req.method not in BODY_METHODS:
-        return None
+    """415 for a body that is not JSON; called for the methods that take one."""
     has_body = (req.content_length or 0) > 0 or req.headers.get("Transfer-Encoding")
     if has_body and not req.is_json:
         response = jsonify(
@@ -146,7 +144,7 @@ class RequestHooks:
         authorize(req, context, self.control, self.routes.lookup(req)[0])
         if req.method in BODY_METHODS and (refusal := _require_json_body(req)) is not None:
             return refusal
-        if b"%00" in req.query_string:  # a NUL can only arrive percent-encoded
+        if b"%00" in req.query_string:
             return _refuse_nul_in_query(req)
         return None
 
