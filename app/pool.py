@@ -36,6 +36,11 @@ class PostgresPool(PooledPostgresqlDatabase):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        # peewee's database lock guards only this context's own (thread-local) connection
+        # state, which nothing else touches; the pool's structures have the pool lock. peewee's
+        # connect takes it before the pool lock and the waiting line below after it: two
+        # greenlets could each hold one and wait for the other forever.
+        self._lock = peewee._NoopLock()
         # Under gevent every thread is a greenlet of one OS thread, and a greenlet only gives
         # way where it waits on I/O. The check-out and check-in of an idle connection never
         # do (heap and dict operations, the driver's local status; closing a dead or stale
