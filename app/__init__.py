@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         pool_timeout=settings.db_pool_timeout,
         lock_timeout=settings.db_lock_timeout,
         statement_timeout=settings.db_statement_timeout,
+        prepare_statements=settings.db_prepared_statements,
     )
     if settings.trusted_proxy_count:
         from werkzeug.middleware.proxy_fix import ProxyFix

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from logging import DEBUG
 from urllib.parse import parse_qs, unquote, urlparse
 
 import peewee
@@ -13,6 +14,7 @@ from psycopg2 import InterfaceError as DriverInterfaceError
 from psycopg2 import OperationalError as DriverOperationalError
 
 from app.pool import DRIVER_ERRORS_AS_PEEWEE, PostgresPool
+from app.prepared import PreparingConnection
 
 _PEEWEE_LOG = logging.getLogger("peewee")
 
@@ -38,6 +40,8 @@ class Database(PostgresPool):
     # Set by the engine process: runs right after BEGIN of every transaction, so that a
     # superseded engine cannot write (see app.leadership). None everywhere else.
     transaction_guard = None
+    # Whether execute_prepared prepares (init_database; DB_PREPARED_STATEMENTS).
+    prepare_statements = False
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -87,12 +91,34 @@ class Database(PostgresPool):
         if state.pending_begin is not None:
             sql = f"{state.pending_begin}; {sql}"
             state.pending_begin = None
-        if self.query_hooks or _PEEWEE_LOG.isEnabledFor(logging.DEBUG):
+        if self.query_hooks or _PEEWEE_LOG.isEnabledFor(DEBUG):
             return super().execute_sql(sql, params)
         with DRIVER_ERRORS_AS_PEEWEE:
             cursor = self.cursor()
             cursor.execute(sql, params or ())
         return cursor
+
+    def execute_prepared(self, sql, params=(), then: str | None = None):
+        """Run ``sql`` as a prepared statement of this context's connection (app.prepared):
+        parsed and planned once per connection, its PREPARE riding its first execution.
+        ``then`` is a statement without parameters sent after it in the same round trip."""
+        if not self.prepare_statements or self.query_hooks or _PEEWEE_LOG.isEnabledFor(DEBUG):
+            # As text; a query log then shows the SQL rather than a statement's name.
+            return self.execute_sql(f"{sql}; {then}" if then else sql, params)
+        state = self._state
+        if state.closed:
+            self.connect()
+        prepared = state.conn.prepared
+        execute = prepared.get(sql)
+        if execute is None:
+            preparation = state.conn.preparation(sql)
+            if preparation is None:
+                return self.execute_sql(f"{sql}; {then}" if then else sql, params)
+            first_run, execute = preparation
+            cursor = self.execute_sql(f"{first_run}; {then}" if then else first_run, params)
+            prepared[sql] = execute
+            return cursor
+        return self.execute_sql(f"{execute}; {then}" if then else execute, params)
 
     def cursor(self, named_cursor=None):
         """A cursor on this context's connection (opened if need be); a waiting BEGIN is sent
@@ -124,14 +150,14 @@ class Database(PostgresPool):
             state.pending_begin = None
             if rider is not None:  # the rider alone is the whole transaction
                 state.commit_rider = None
-                self.execute_sql(*rider)
+                self.execute_prepared(*rider)
                 state.rider_committed = True
             return None
         if rider is None:
             return super().commit()
         state.commit_rider = None
         sql, params = rider
-        self.execute_sql(f"{sql}; COMMIT", params)
+        self.execute_prepared(sql, params, then="COMMIT")
         state.rider_committed = True
         return None
 
@@ -192,12 +218,14 @@ def init_database(
     lock_timeout: float | None = None,
     statement_timeout: float | None = None,
     application_name: str | None = None,
+    prepare_statements: bool = True,
 ) -> None:
     """Point the shared database object at ``url`` with a bounded pool.
 
     ``pool_timeout`` is how long a checkout waits for a free connection; ``lock_timeout`` and
     ``statement_timeout`` (seconds) bound every statement, so that a request never waits long
     on a row lock or a slow query (web processes set them; migrations and the engine do not).
+    ``prepare_statements`` lets :meth:`Database.execute_prepared` prepare (app.prepared).
     """
     if not db.deferred:
         db.close_all()
@@ -211,6 +239,9 @@ def init_database(
     kwargs["options"] = " ".join(option for option in options if option)
     if application_name:
         kwargs["application_name"] = application_name
+    if prepare_statements:
+        kwargs["connection_factory"] = PreparingConnection
+    db.prepare_statements = prepare_statements
     # Peewee's init() merges into the previous parameters; a stale port or host must not survive.
     db.connect_params = {}
     db.init(name, max_connections=pool_size, timeout=pool_timeout, stale_timeout=300, **kwargs)

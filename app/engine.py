@@ -59,6 +59,7 @@ class Engine:
             self.settings.database_url,
             pool_size=2,
             application_name=application_name(self.identity),
+            prepare_statements=self.settings.db_prepared_statements,
         )
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)

@@ -12,7 +12,7 @@ PROCESSES = CompiledSelect(lambda: SupervisedProcess.select().order_by(Supervise
 
 def engine_status(takeover_seconds: float = 10.0) -> dict:
     """The leading engine (host:pid), its epoch, and how fresh its liveness proof is."""
-    row = db.execute_sql(
+    row = db.execute_prepared(
         "SELECT holder, epoch, EXTRACT(EPOCH FROM now() - heartbeat_at) FROM engine_leader "
         "WHERE id = 1"
     ).fetchone()

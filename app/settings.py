@@ -159,6 +159,9 @@ class Settings:
     db_lock_timeout: float = 2.0
     db_pool_timeout: float = 2.0
     db_statement_timeout: float = 5.0
+    # Hot reads as server-side prepared statements (app/prepared.py); off behind PgBouncer's
+    # transaction pooling, which does not keep a session per client.
+    db_prepared_statements: bool = True
     # WebSocket hub.
     ws_ping_interval: float = 54.0
     ws_pong_timeout: float = 60.0
@@ -224,6 +227,7 @@ class Settings:
             db_lock_timeout=_number("DB_LOCK_TIMEOUT", 2.0),
             db_pool_timeout=_number("DB_POOL_TIMEOUT", 2.0),
             db_statement_timeout=_number("DB_STATEMENT_TIMEOUT", 5.0),
+            db_prepared_statements=_flag("DB_PREPARED_STATEMENTS", True),
             ws_ping_interval=_number("WS_PING_INTERVAL", 54.0),
             ws_pong_timeout=_number("WS_PONG_TIMEOUT", 60.0),
             ws_send_queue=int(_number("WS_SEND_QUEUE", 256)),

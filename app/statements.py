@@ -93,9 +93,14 @@ class CompiledSelect:
 
     @functools.cache  # noqa: B019 (instances are module-level constants that live forever)
     def compiled(self, shape: tuple[str, ...], kind: str = "rows") -> tuple[str, list]:
-        """SQL and parameter template of the ``rows``, ``page``, ``count`` or ``plan`` query."""
+        """SQL and parameter template of the ``rows``, ``first``, ``page``, ``count`` or ``plan``
+        query."""
         query = self.narrowed(shape)
-        if kind == "page":
+        if kind == "first":
+            # A constant limit and no offset: a parameter there would make PostgreSQL plan
+            # each run of the prepared statement anew instead of keeping its generic plan.
+            query = query.limit(SQL("1"))
+        elif kind == "page":
             query = query.limit(parameter("limit")).offset(parameter("offset"))
         elif kind == "count":
             bounded = query.order_by().select(SQL("1")).limit(parameter("bound"))
@@ -108,7 +113,9 @@ class CompiledSelect:
     def execute(self, values: Mapping[str, Any], kind: str = "rows"):
         """Run one of the compiled queries with ``values`` (conditions, limit, offset, bound)."""
         sql, template = self.compiled(self.shape_of(_conditions_only(values)), kind)
-        return db.execute_sql(sql, _bind(template, values))
+        if kind == "plan":
+            return db.execute_sql(sql, _bind(template, values))
+        return db.execute_prepared(sql, _bind(template, values))
 
     def rows(self, values: Mapping[str, Any], *, limit: int | None = None, offset: int = 0):
         """Matching rows as dicts; all of them, or one page when ``limit`` is given."""
@@ -131,7 +138,7 @@ class CompiledSelect:
 
     def first(self, values: Mapping[str, Any]) -> dict | None:
         """The first matching row, or None."""
-        found = self.rows(values, limit=1)
+        found = dicts(self.execute(values, "first"))
         return found[0] if found else None
 
     def count_up_to(self, values: Mapping[str, Any], bound: int) -> int:
@@ -196,7 +203,7 @@ def create(model, **values):
     goes through its field's ``db_value``. An auto-numbered key is read back with RETURNING.
     """
     instance, sql, params = insert(model, **values)
-    cursor = db.execute_sql(sql, params)
+    cursor = db.execute_prepared(sql, params)
     if cursor.description:
         setattr(instance, model._meta.primary_key.name, cursor.fetchone()[0])
     instance._dirty.clear()

@@ -83,7 +83,7 @@ def _insert_params(entry: AuditRecord) -> tuple:
 
 def record(entry: AuditRecord) -> None:
     """Append one entry (autocommit: it stands whether or not the request's work did)."""
-    db.execute_sql(INSERT_SQL, _insert_params(entry))
+    db.execute_prepared(INSERT_SQL, _insert_params(entry))
 
 
 def record_with_next_commit(entry: AuditRecord) -> None:

@@ -67,7 +67,11 @@ class AgentsProcess:
         with contextlib.suppress(OSError):
             os.nice(AGENTS_NICENESS)
         # One connection per decision thread, plus the loop's own.
-        init_database(self.settings.database_url, pool_size=self.settings.agent_concurrency + 2)
+        init_database(
+            self.settings.database_url,
+            pool_size=self.settings.agent_concurrency + 2,
+            prepare_statements=self.settings.db_prepared_statements,
+        )
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
         log.info(

@@ -69,7 +69,8 @@ class ExchangeProcess:
 
     def run_forever(self) -> None:
         init_database(self.settings.database_url, pool_size=2,
-                      application_name=application_name(self.identity))  # fmt: skip
+                      application_name=application_name(self.identity),
+                      prepare_statements=self.settings.db_prepared_statements)  # fmt: skip
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
         try:

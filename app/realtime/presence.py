@@ -19,7 +19,7 @@ REFRESH_SECONDS = 5.0
 
 def connected_clients() -> int:
     """Clients connected to every live web process."""
-    cursor = db.execute_sql(
+    cursor = db.execute_prepared(
         "SELECT COALESCE(SUM(clients), 0) FROM ws_presence "
         "WHERE seen_at > now() - make_interval(secs => %s)",
         (PRESENCE_TTL_SECONDS,),

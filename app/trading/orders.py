@@ -141,7 +141,7 @@ def _session_for(request: OrderRequest, max_backlog_seconds: float | None) -> tu
             ensure_intake_keeps_up(max_backlog_seconds)
         session = get_session(request.session_id, for_update=True)
         return session.id, session.status, session.exchange
-    rows = db.execute_sql(ORDER_SESSION_SQL, (request.symbol, ACTIVE_STATUSES)).fetchall()
+    rows = db.execute_prepared(ORDER_SESSION_SQL, (request.symbol, ACTIVE_STATUSES)).fetchall()
     if max_backlog_seconds is not None:
         _refuse_if_behind(rows[0][0], max_backlog_seconds)
     found = only_active_session(request.symbol, [row[1:] for row in rows if row[1] is not None])
