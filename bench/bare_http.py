@@ -37,12 +37,16 @@ class Pool:
         self.opened = 0
         self.size = size
 
+    def open(self):
+        conn = psycopg2.connect(self.dsn, options="-c timezone=UTC")
+        conn.autocommit = True  # as peewee runs it: no BEGIN/COMMIT around a plain read
+        return conn
+
     @contextmanager
     def connection(self):
         if self.idle.empty() and self.opened < self.size:
             self.opened += 1
-            conn = psycopg2.connect(self.dsn, options="-c timezone=UTC")
-            conn.autocommit = True  # as peewee runs it: no BEGIN/COMMIT around a plain read
+            conn = self.open()
         else:
             conn = self.idle.get()
         try:

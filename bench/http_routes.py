@@ -10,6 +10,12 @@ Three gunicorn servers (gevent, 2 workers each) on one seeded database:
 wrk loads them in turn, route after route, round after round, so every configuration sees the
 same machine state. The ratio per route is real ÷ bare (medians).
 
+Throughput on this machine is bounded by CPU, shared by the server, PostgreSQL and wrk. The
+second table says where it went: CPU time per request of the server's processes (gunicorn
+and its workers) and of PostgreSQL's (every local ``postgres`` process: the backends, the WAL
+writer, autovacuum), read from /proc around each run (medians). With DATABASE_URL pointing at
+another machine the PostgreSQL column is empty.
+
     python bench/http_routes.py            # 3 rounds of 5 s per route and server, wrk -c64
     python bench/http_routes.py --rounds 5 --seconds 10 --routes order_detail order_list
 
@@ -156,6 +162,53 @@ def same_json(left, right, path: str = "") -> list[str]:
     return [] if left == right else [f"{path}: {left!r} != {right!r}"]
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU of one process so far (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def _processes() -> list[tuple[int, int, str]]:
+    """(pid, parent pid, command name) of every process."""
+    listed = subprocess.run(["ps", "-e", "-o", "pid=,ppid=,comm="], capture_output=True,
+                            text=True, check=True).stdout  # fmt: skip
+    return [(int(pid), int(ppid), name) for pid, ppid, name in
+            (line.split(None, 2) for line in listed.splitlines() if line.strip())]  # fmt: skip
+
+
+class CpuMeter:
+    """CPU seconds spent by one server's process tree and by PostgreSQL's processes."""
+
+    def __init__(self, server_pid: int):
+        processes = _processes()
+        children: dict[int, list[int]] = {}
+        for pid, ppid, _ in processes:
+            children.setdefault(ppid, []).append(pid)
+        tree, pending = [], [server_pid]
+        while pending:
+            pid = pending.pop()
+            tree.append(pid)
+            pending.extend(children.get(pid, ()))
+        self.server = tree
+        self.postgres = [pid for pid, _, name in processes if name == "postgres"]
+        self.started = self.read()
+
+    def read(self) -> tuple[float, float]:
+        return (sum(map(_cpu_seconds, self.server)), sum(map(_cpu_seconds, self.postgres)))
+
+    def used(self) -> tuple[float, float]:
+        """CPU seconds (server, PostgreSQL) since the meter was made."""
+        server, postgres = self.read()
+        return server - self.started[0], postgres - self.started[1]
+
+
 def wrk(
     url: str,
     key: str | None,
@@ -163,17 +216,26 @@ def wrk(
     connections: int,
     script: str | None = None,
     warm_up: bool = False,
-) -> float:
-    """Requests per second wrk sustained; any non-2xx answer or timeout invalidates the run."""
+    meter_pid: int | None = None,
+):
+    """Requests per second wrk sustained; any non-2xx answer or timeout invalidates the run.
+    With ``meter_pid`` (the server's), also the CPU µs per request of that server's processes
+    and of PostgreSQL's: ``(rate, server µs, PostgreSQL µs)``."""
     command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s"]
     if key:
         command += ["-H", f"X-API-Key: {key}"]
     if script:
         command += ["-s", script]
+    meter = CpuMeter(meter_pid) if meter_pid else None
     output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
     if not warm_up and ("Non-2xx" in output or "Socket errors" in output):
         raise SystemExit(f"errors during the run of {url}:\n{output}")
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    if meter is None:
+        return rate
+    requests_done = int(re.search(r"(\d+) requests in", output).group(1))
+    server, postgres = (seconds * 1e6 / requests_done for seconds in meter.used())
+    return rate, server, postgres
 
 
 def main() -> None:
@@ -211,31 +273,31 @@ def main() -> None:
                         f"{name}: the bare handler does not answer the same:\n{shown}\n"
                         f"{real.text[:500]}"
                     )
-            rates: dict[str, dict[str, list[float]]] = {r: {s: [] for s in servers} for r in chosen}
+            # Per route and server, each run's (req/s, server CPU µs, PostgreSQL CPU µs).
+            runs: dict[str, dict[str, list[tuple]]] = {r: {s: [] for s in servers} for r in chosen}
             for name, server in servers.items():  # warm-up: pools, caches, imports
                 for path in chosen.values():
                     wrk(server.url(path), credentials[name], 2, args.connections, warm_up=True)
             for _ in range(args.rounds):
                 for route, path in chosen.items():
                     for name, server in servers.items():
-                        rate = wrk(
-                            server.url(path), credentials[name], args.seconds, args.connections
-                        )
-                        rates[route][name].append(rate)
+                        run = wrk(server.url(path), credentials[name], args.seconds,
+                                  args.connections, meter_pid=server.process.pid)  # fmt: skip
+                        runs[route][name].append(run)
             if not args.skip_write and (not args.routes or "create_order" in args.routes):
-                rates["create_order"] = write_rates(servers, credentials, args)
-                rates["create_order, bare audited too"] = write_rates(
+                runs["create_order"] = write_rates(servers, credentials, args)
+                runs["create_order, bare audited too"] = write_rates(
                     servers, credentials, args, bare_query="?audited=1"
                 )
         finally:
             for server in servers.values():
                 server.stop()
-    report(rates)
+    report(runs)
 
 
 def write_rates(
     servers: dict, credentials: dict, args, bare_query: str = ""
-) -> dict[str, list[float]]:
+) -> dict[str, list[tuple]]:
     """POST /api/v1/orders: a resting LIMIT order per request (the engine is not running).
     ``bare_query`` selects the bare handler's variant (``?audited=1``: with the audit row)."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
@@ -244,29 +306,37 @@ def write_rates(
             'wrk.headers["Content-Type"] = "application/json"\n'
             f"wrk.body = '{ORDER_BODY}'\n"
         )
-    rates: dict[str, list[float]] = {name: [] for name in servers}
+    runs: dict[str, list[tuple]] = {name: [] for name in servers}
     try:
         for _ in range(args.rounds):
             for name, server in servers.items():
                 url = server.url("/api/v1/orders" + (bare_query if name == "bare" else ""))
-                rates[name].append(wrk(url, credentials[name], args.seconds, args.connections,
-                                       script.name))  # fmt: skip
+                runs[name].append(wrk(url, credentials[name], args.seconds, args.connections,
+                                      script.name, meter_pid=server.process.pid))  # fmt: skip
     finally:
         os.unlink(script.name)
-    return rates
+    return runs
 
 
-def report(rates: dict) -> None:
+def report(runs: dict) -> None:
     table = {}
-    for route, by_server in rates.items():
-        median = {name: statistics.median(values) for name, values in by_server.items()}
+    for route, by_server in runs.items():
+        rates = {name: [run[0] for run in values] for name, values in by_server.items()}
+        median = {name: statistics.median(values) for name, values in rates.items()}
         table[route] = {
-            "bare": [round(v) for v in by_server["bare"]],
-            "real": [round(v) for v in by_server["real"]],
-            "real_auth_off": [round(v) for v in by_server["real, auth off"]],
+            "bare": [round(v) for v in rates["bare"]],
+            "real": [round(v) for v in rates["real"]],
+            "real_auth_off": [round(v) for v in rates["real, auth off"]],
             "ratio": round(median["real"] / median["bare"], 2),
             "ratio_auth_off": round(median["real, auth off"] / median["bare"], 2),
             "auth_cost": f"{(1 - median['real'] / median['real, auth off']) * 100:.1f} %",
+            "cpu_us_per_request": {
+                name: {
+                    "server": round(statistics.median(run[1] for run in by_server[name])),
+                    "postgres": round(statistics.median(run[2] for run in by_server[name])),
+                }
+                for name in ("bare", "real")
+            },
         }
     print(json.dumps(table, indent=2))
     print("\n| route | bare req/s | real req/s (auth on) | ratio | auth off ratio | auth cost |")
@@ -274,6 +344,16 @@ def report(rates: dict) -> None:
     for route, row in table.items():
         print(f"| {route} | {statistics.median(row['bare'])} | {statistics.median(row['real'])} "
               f"| {row['ratio']} | {row['ratio_auth_off']} | {row['auth_cost']} |")  # fmt: skip
+    print("\nCPU µs per request (medians):\n")
+    print("| route | server, bare | server, real | real ÷ bare | PostgreSQL, bare "
+          "| PostgreSQL, real |")  # fmt: skip
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for route, row in table.items():
+        cpu = row["cpu_us_per_request"]
+        server_ratio = cpu["real"]["server"] / max(cpu["bare"]["server"], 1)
+        print(f"| {route} | {cpu['bare']['server']} | {cpu['real']['server']} "
+              f"| {server_ratio:.2f} | {cpu['bare']['postgres'] or '—'} "
+              f"| {cpu['real']['postgres'] or '—'} |")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -63,6 +63,23 @@ def call(app, env: dict) -> str:
     return statuses[0]
 
 
+def _read_uuids_as_text_on_bare_connections(bare_http) -> None:
+    """peewee registers psycopg2's UUID type process-wide, so in this process the bare app
+    would turn every UUID into a ``uuid.UUID``; in its own gunicorn process (bench/http_routes)
+    it reads them as text. Its connections get a per-connection text caster, as there."""
+    from psycopg2 import extensions
+
+    as_text = extensions.new_type((2950,), "UUID_AS_TEXT", lambda value, cursor: value)
+    open_connection = bare_http.pool.open
+
+    def open_reading_uuids_as_text():
+        connection = open_connection()
+        extensions.register_type(as_text, connection)
+        return connection
+
+    bare_http.pool.open = open_reading_uuids_as_text
+
+
 def measure(route: str, requests: int) -> None:
     """Under callgrind: build the configurations and dump the counts of each one's requests."""
     from gevent import monkey
@@ -85,6 +102,8 @@ def measure(route: str, requests: int) -> None:
         os.environ.update(DATABASE_URL=url, RATE_LIMIT_ENABLED="false", LOG_LEVEL="warning",
                           ORDER_BACKLOG_SECONDS="1000000000", BARE_VERSION="bench")  # fmt: skip
         import bare_http
+
+        _read_uuids_as_text_on_bare_connections(bare_http)
 
         from app import create_app
         from app.access.authenticate import key_cache
