@@ -22,6 +22,10 @@ import re
 from psycopg2.extensions import connection as DriverConnection
 
 _PLACEHOLDER = re.compile(r"%%|%s|%\(")
+# Prepared statements held per connection at most. Each holds a plan in its server process;
+# the hot statements are a few dozen, while a caller combining every filter of every list could
+# ask for hundreds of shapes, which then run as text.
+MAX_PREPARED = 200
 
 
 class PreparingConnection(DriverConnection):
@@ -35,7 +39,10 @@ class PreparingConnection(DriverConnection):
 
     def preparation(self, sql: str) -> tuple[str, str] | None:
         """``(PREPARE …; EXECUTE …, EXECUTE …)`` for a first run of ``sql`` under a fresh
-        name, both taking the statement's parameters; None if ``sql`` cannot be prepared."""
+        name, both taking the statement's parameters; None if ``sql`` cannot be prepared or
+        this connection holds :data:`MAX_PREPARED` already."""
+        if len(self.prepared) >= MAX_PREPARED:
+            return None
         form = prepared_form(sql)
         if form is None:
             return None

@@ -199,3 +199,17 @@ def test_every_compiled_read_and_insert_can_be_prepared(app):
                 if not isinstance(field, peewee.AutoField)
             )
             _prepare_and_drop(_insert_sql(model, names))
+
+
+def test_a_connection_holds_a_bounded_number_of_prepared_statements(fresh_connections, monkeypatch):
+    from app import prepared
+    from app.trading.orders import ORDER_LIST
+
+    monkeypatch.setattr(prepared, "MAX_PREPARED", 1)
+    order = make_order(make_session())
+    with db.connection_context():
+        assert sent(ORDER_DETAIL.execute({"id": order.id}, "first")).startswith("PREPARE ")
+        beyond = ORDER_LIST.execute({"status": "NEW", "limit": 5, "offset": 0}, "page")
+        assert sent(beyond).startswith("SELECT ")  # run as text
+        assert [str(row[0]) for row in beyond.fetchall()] == [str(order.id)]
+        assert len(prepared_on_this_connection()) == 1
