@@ -102,23 +102,28 @@ class Database(PostgresPool):
         """Run ``sql`` as a prepared statement of this context's connection (app.prepared):
         parsed and planned once per connection, its PREPARE riding its first execution.
         ``then`` is a statement without parameters sent after it in the same round trip."""
+        statement, remembered = self._prepared_form_of(sql)
+        cursor = self.execute_sql(f"{statement}; {then}" if then else statement, params)
+        if remembered is not None:  # prepared only once it ran: a failed run is not trusted
+            self._state.conn.prepared[sql] = remembered
+        return cursor
+
+    def _prepared_form_of(self, sql: str) -> tuple[str, str | None]:
+        """What to send for ``sql``, and the EXECUTE to remember once it has run: the EXECUTE
+        alone if this connection has it prepared; PREPARE and EXECUTE if not; or the text
+        itself (preparing off, a query log or hooks on, or nothing more to prepare here)."""
         if not self.prepare_statements or self.query_hooks or _PEEWEE_LOG.isEnabledFor(DEBUG):
-            # As text; a query log then shows the SQL rather than a statement's name.
-            return self.execute_sql(f"{sql}; {then}" if then else sql, params)
+            return sql, None  # a query log shows the SQL rather than a statement's name
         state = self._state
         if state.closed:
             self.connect()
-        prepared = state.conn.prepared
-        execute = prepared.get(sql)
-        if execute is None:
-            preparation = state.conn.preparation(sql)
-            if preparation is None:
-                return self.execute_sql(f"{sql}; {then}" if then else sql, params)
-            first_run, execute = preparation
-            cursor = self.execute_sql(f"{first_run}; {then}" if then else first_run, params)
-            prepared[sql] = execute
-            return cursor
-        return self.execute_sql(f"{execute}; {then}" if then else execute, params)
+        execute = state.conn.prepared.get(sql)
+        if execute is not None:
+            return execute, None
+        preparation = state.conn.preparation(sql)
+        if preparation is None:
+            return sql, None
+        return preparation
 
     def cursor(self, named_cursor=None):
         """A cursor on this context's connection (opened if need be); a waiting BEGIN is sent
