@@ -102,18 +102,24 @@ def test_a_failed_first_run_is_prepared_again_under_a_new_name(fresh_connections
         )
 
 
-def test_the_audit_row_riding_the_commit_is_prepared_too(client, app):
-    from app.access import audit
-
+def test_an_order_and_its_audit_row_run_as_prepared_statements(client, fresh_connections):
+    """The session lookup, the INSERT and the audit row riding the COMMIT: prepared by the
+    first order, executed by name by the next (one connection serves both requests)."""
     make_session()
     order = {"symbol": "BTC/USDT", "side": "BUY", "type": "LIMIT", "price": 1, "quantity": 1}
     for _ in range(2):
         assert client.post("/api/v1/orders", json=order).status_code == 201
-    statements = [
-        connection.prepared.get(audit.INSERT_SQL)
-        for connection in [entry[2] for entry in db._connections]
-    ]
-    assert any(execute and execute.startswith("EXECUTE cf_") for execute in statements)
+    with db.connection_context():
+        records = prepared_on_this_connection().values()
+    executions = {
+        table: sum(r["generic"] + r["custom"] for r in records if table in r["statement"])
+        for table in ("trading_sessions", 'INSERT INTO "orders"', "INSERT INTO audit_log")
+    }
+    assert executions == {
+        "trading_sessions": 2,
+        'INSERT INTO "orders"': 2,
+        "INSERT INTO audit_log": 2,
+    }
 
 
 def test_prepared_statements_can_be_turned_off(app, database_url, settings, monkeypatch):
