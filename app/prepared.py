@@ -1,4 +1,4 @@
-"""Server-side prepared statements, kept per connection for the hot compiled reads.
+"""Server-side prepared statements, kept per connection for the hot reads and writes.
 
 PostgreSQL parses, analyses and plans every statement it is sent as text. For a read by key
 that is half of its work: the order detail's select took 100 µs of server CPU as text and
