@@ -52,6 +52,14 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
+def workers_of(server) -> list[int]:
+    """The pids of a gunicorn server's workers (``server``: a WebServer or a BareServer)."""
+    children = subprocess.run(
+        ["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True
+    ).stdout.split()
+    return [int(pid) for pid in children]
+
+
 class BareServer:
     """gunicorn serving one of the bare comparison apps in bench/, with gevent workers like
     the real web process."""

@@ -34,9 +34,10 @@ import statistics
 import subprocess
 import tempfile
 import uuid
+from typing import NamedTuple
 
 import requests
-from common import OPEN_ACCESS, BareServer, bench_database
+from common import OPEN_ACCESS, BareServer, bench_database, workers_of
 
 from app.access import keys
 from app.db import db
@@ -175,29 +176,14 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def _processes() -> list[tuple[int, int, str]]:
-    """(pid, parent pid, command name) of every process."""
-    listed = subprocess.run(["ps", "-e", "-o", "pid=,ppid=,comm="], capture_output=True,
-                            text=True, check=True).stdout  # fmt: skip
-    return [(int(pid), int(ppid), name) for pid, ppid, name in
-            (line.split(None, 2) for line in listed.splitlines() if line.strip())]  # fmt: skip
-
-
 class CpuMeter:
-    """CPU seconds spent by one server's process tree and by PostgreSQL's processes."""
+    """CPU seconds spent by one server (gunicorn and its workers) and by PostgreSQL's
+    processes since the meter was made."""
 
-    def __init__(self, server_pid: int):
-        processes = _processes()
-        children: dict[int, list[int]] = {}
-        for pid, ppid, _ in processes:
-            children.setdefault(ppid, []).append(pid)
-        tree, pending = [], [server_pid]
-        while pending:
-            pid = pending.pop()
-            tree.append(pid)
-            pending.extend(children.get(pid, ()))
-        self.server = tree
-        self.postgres = [pid for pid, _, name in processes if name == "postgres"]
+    def __init__(self, server):
+        self.server = [server.process.pid, *workers_of(server)]
+        found = subprocess.run(["pgrep", "-x", "postgres"], capture_output=True, text=True)
+        self.postgres = [int(pid) for pid in found.stdout.split()]
         self.started = self.read()
 
     def read(self) -> tuple[float, float]:
@@ -209,6 +195,15 @@ class CpuMeter:
         return server - self.started[0], postgres - self.started[1]
 
 
+class Run(NamedTuple):
+    """One wrk run: requests per second, and CPU µs per request of the server and of
+    PostgreSQL (None when the run was not metered)."""
+
+    rate: float
+    server_us: float | None = None
+    postgres_us: float | None = None
+
+
 def wrk(
     url: str,
     key: str | None,
@@ -216,26 +211,25 @@ def wrk(
     connections: int,
     script: str | None = None,
     warm_up: bool = False,
-    meter_pid: int | None = None,
-):
-    """Requests per second wrk sustained; any non-2xx answer or timeout invalidates the run.
-    With ``meter_pid`` (the server's), also the CPU µs per request of that server's processes
-    and of PostgreSQL's: ``(rate, server µs, PostgreSQL µs)``."""
+    metered=None,
+) -> Run:
+    """What wrk sustained; any non-2xx answer or timeout invalidates the run. With
+    ``metered`` (a server), also the CPU per request of that server and of PostgreSQL."""
     command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s"]
     if key:
         command += ["-H", f"X-API-Key: {key}"]
     if script:
         command += ["-s", script]
-    meter = CpuMeter(meter_pid) if meter_pid else None
+    meter = CpuMeter(metered) if metered else None
     output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
     if not warm_up and ("Non-2xx" in output or "Socket errors" in output):
         raise SystemExit(f"errors during the run of {url}:\n{output}")
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
     if meter is None:
-        return rate
+        return Run(rate)
     requests_done = int(re.search(r"(\d+) requests in", output).group(1))
-    server, postgres = (seconds * 1e6 / requests_done for seconds in meter.used())
-    return rate, server, postgres
+    server, postgres = (used * 1e6 / requests_done for used in meter.used())
+    return Run(rate, server, postgres)
 
 
 def main() -> None:
@@ -273,8 +267,7 @@ def main() -> None:
                         f"{name}: the bare handler does not answer the same:\n{shown}\n"
                         f"{real.text[:500]}"
                     )
-            # Per route and server, each run's (req/s, server CPU µs, PostgreSQL CPU µs).
-            runs: dict[str, dict[str, list[tuple]]] = {r: {s: [] for s in servers} for r in chosen}
+            runs: dict[str, dict[str, list[Run]]] = {r: {s: [] for s in servers} for r in chosen}
             for name, server in servers.items():  # warm-up: pools, caches, imports
                 for path in chosen.values():
                     wrk(server.url(path), credentials[name], 2, args.connections, warm_up=True)
@@ -282,7 +275,7 @@ def main() -> None:
                 for route, path in chosen.items():
                     for name, server in servers.items():
                         run = wrk(server.url(path), credentials[name], args.seconds,
-                                  args.connections, meter_pid=server.process.pid)  # fmt: skip
+                                  args.connections, metered=server)  # fmt: skip
                         runs[route][name].append(run)
             if not args.skip_write and (not args.routes or "create_order" in args.routes):
                 runs["create_order"] = write_rates(servers, credentials, args)
@@ -297,7 +290,7 @@ def main() -> None:
 
 def write_rates(
     servers: dict, credentials: dict, args, bare_query: str = ""
-) -> dict[str, list[tuple]]:
+) -> dict[str, list[Run]]:
     """POST /api/v1/orders: a resting LIMIT order per request (the engine is not running).
     ``bare_query`` selects the bare handler's variant (``?audited=1``: with the audit row)."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
@@ -306,13 +299,13 @@ def write_rates(
             'wrk.headers["Content-Type"] = "application/json"\n'
             f"wrk.body = '{ORDER_BODY}'\n"
         )
-    runs: dict[str, list[tuple]] = {name: [] for name in servers}
+    runs: dict[str, list[Run]] = {name: [] for name in servers}
     try:
         for _ in range(args.rounds):
             for name, server in servers.items():
                 url = server.url("/api/v1/orders" + (bare_query if name == "bare" else ""))
                 runs[name].append(wrk(url, credentials[name], args.seconds, args.connections,
-                                      script.name, meter_pid=server.process.pid))  # fmt: skip
+                                      script.name, metered=server))  # fmt: skip
     finally:
         os.unlink(script.name)
     return runs
@@ -321,7 +314,7 @@ def write_rates(
 def report(runs: dict) -> None:
     table = {}
     for route, by_server in runs.items():
-        rates = {name: [run[0] for run in values] for name, values in by_server.items()}
+        rates = {name: [run.rate for run in values] for name, values in by_server.items()}
         median = {name: statistics.median(values) for name, values in rates.items()}
         table[route] = {
             "bare": [round(v) for v in rates["bare"]],
@@ -332,10 +325,11 @@ def report(runs: dict) -> None:
             "auth_cost": f"{(1 - median['real'] / median['real, auth off']) * 100:.1f} %",
             "cpu_us_per_request": {
                 name: {
-                    "server": round(statistics.median(run[1] for run in by_server[name])),
-                    "postgres": round(statistics.median(run[2] for run in by_server[name])),
+                    "server": round(statistics.median(run.server_us for run in runs_of)),
+                    "postgres": round(statistics.median(run.postgres_us for run in runs_of)),
                 }
-                for name in ("bare", "real")
+                for name, runs_of in by_server.items()
+                if name in ("bare", "real")
             },
         }
     print(json.dumps(table, indent=2))

@@ -23,7 +23,7 @@ import threading
 import time
 
 import requests
-from common import OPEN_ACCESS, ROOT, bench_database
+from common import OPEN_ACCESS, ROOT, bench_database, workers_of
 
 from tests.live import WebServer, start_worker
 
@@ -34,13 +34,6 @@ def rss_kib(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
-
-
-def workers_of(server: WebServer) -> list[int]:
-    children = subprocess.run(
-        ["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True
-    ).stdout.split()
-    return [int(pid) for pid in children]
 
 
 def mixed_load(
