@@ -22,6 +22,8 @@ import re
 from psycopg2.extensions import connection as DriverConnection
 
 _PLACEHOLDER = re.compile(r"%%|%s|%\(")
+# The statements PREPARE takes (by their first word).
+_PREPARABLE = ("SELECT", "INSERT", "UPDATE", "DELETE", "VALUES", "WITH")
 # Prepared statements held per connection at most. Each holds a plan in its server process;
 # the hot statements are a few dozen, while a caller combining every filter of every list could
 # ask for hundreds of shapes, which then run as text.
@@ -56,8 +58,9 @@ class PreparingConnection(DriverConnection):
 def prepared_form(sql: str) -> tuple[str, str] | None:
     """The body of ``PREPARE`` for ``sql`` (``%s`` numbered ``$1``, ``$2``…) and the argument
     list of its ``EXECUTE`` (``(%s, %s)``, or nothing without parameters). None for SQL with
-    named parameters or more than one statement, which are run as text."""
-    if ";" in sql:
+    named parameters, more than one statement, or a kind PREPARE does not take (EXPLAIN, SET),
+    which are run as text."""
+    if ";" in sql or not sql.lstrip()[:6].upper().startswith(_PREPARABLE):
         return None
     count = 0
 

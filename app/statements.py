@@ -113,8 +113,6 @@ class CompiledSelect:
     def execute(self, values: Mapping[str, Any], kind: str = "rows"):
         """Run one of the compiled queries with ``values`` (conditions, limit, offset, bound)."""
         sql, template = self.compiled(self.shape_of(_conditions_only(values)), kind)
-        if kind == "plan":
-            return db.execute_sql(sql, _bind(template, values))
         return db.execute_prepared(sql, _bind(template, values))
 
     def rows(self, values: Mapping[str, Any], *, limit: int | None = None, offset: int = 0):

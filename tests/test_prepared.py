@@ -154,6 +154,9 @@ def test_prepared_statements_can_be_turned_off(app, database_url, settings, monk
                                                          "AND c = $1", "(%s)")),
         ("SELECT a FROM t WHERE b = %(b)s", None),
         ("SELECT 1; SELECT 2", None),
+        ("EXPLAIN (FORMAT JSON) SELECT 1 FROM t WHERE b = %s", None),
+        ("SET LOCAL statement_timeout = 5", None),
+        ("\nSELECT a FROM t", ("\nSELECT a FROM t", "")),
     ],
 )  # fmt: skip
 def test_the_prepared_form_numbers_the_parameters(sql, form):
